@@ -1,0 +1,138 @@
+"""Load `jobs.d/` into the desired state: discover, parse, validate, locate problems.
+
+Every problem of every file is collected before anything fails. Parsing takes the fast path; a
+file is re-read for positions only when it has something to report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconciler.errors import Problem, Severity, ValidationFailed
+from reconciler.loading.discovery import Source, discover
+from reconciler.loading.parsing import ParseError, decode, parse
+from reconciler.loading.positions import json_positions, locate
+from reconciler.model import (
+    JobTemplate,
+    canonical,
+    format_loc,
+    spec_hash,
+    validate_document,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedJob:
+    """One valid job file: the model, its canonical spec and hash, and where it came from."""
+
+    name: str
+    path: str
+    format: str
+    job: JobTemplate
+    spec: dict[str, Any]
+    hash: str
+
+
+@dataclass(slots=True)
+class LoadResult:
+    jobs: list[LoadedJob] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.WARNING]
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise ValidationFailed(self.problems)
+
+
+def load_paths(paths: list[Path], repo: Path) -> LoadResult:
+    """Load job files (and folders of them) from the work tree."""
+    sources, problems = discover(paths, repo)
+    result = LoadResult(problems=problems)
+    for source in sources:
+        try:
+            data = source.path.read_bytes()
+        except OSError as exc:
+            result.problems.append(Problem(source.display, 1, 1, "", f"cannot read: {exc}"))
+            continue
+        _load_one(source.display, source.format, data, result)
+    _check_unique_names(result)
+    result.problems.sort(key=Problem.sort_key)
+    return result
+
+
+def load_blobs(blobs: Iterable[tuple[str, str, bytes]]) -> LoadResult:
+    """Load (display path, format, bytes) triples, e.g. from a git revision."""
+    result = LoadResult()
+    for display, fmt, data in blobs:
+        _load_one(display, fmt, data, result)
+    _check_unique_names(result)
+    result.problems.sort(key=Problem.sort_key)
+    return result
+
+
+def load_text(display: str, fmt: str, data: bytes) -> LoadResult:
+    """Load one document (e.g. a `--body-file` of `scheduler jobs add-job`)."""
+    result = LoadResult()
+    _load_one(display, fmt, data, result)
+    return result
+
+
+def _load_one(display: str, fmt: str, data: bytes, result: LoadResult) -> None:
+    try:
+        text = decode(data)
+        doc = parse(text, fmt)
+    except ParseError as exc:
+        line, column = exc.line, exc.column
+        if line == 0:  # a JSON duplicate key: find where
+            dups = json_positions(text)[1]
+            if dups:
+                loc, (line, column) = dups[0]
+                result.problems.extend(
+                    Problem(display, ln, col, format_loc(d), "duplicate key")
+                    for d, (ln, col) in dups
+                )
+                return
+            line, column = 1, 1
+        result.problems.append(Problem(display, line, column, exc.field, exc.message))
+        return
+    validated = validate_document(doc)
+    for finding in validated.findings:
+        line, column = locate(text, fmt, finding.loc)
+        severity = Severity.WARNING if finding.warning else Severity.ERROR
+        result.problems.append(
+            Problem(display, line, column, format_loc(finding.loc), finding.message, severity)
+        )
+    if validated.job is None:
+        return
+    spec = canonical(validated.job)
+    result.jobs.append(
+        LoadedJob(validated.job.name, display, fmt, validated.job, spec, spec_hash(spec))
+    )
+
+
+def _check_unique_names(result: LoadResult) -> None:
+    by_name: dict[str, list[LoadedJob]] = {}
+    for job in result.jobs:
+        by_name.setdefault(job.name, []).append(job)
+    kept: list[LoadedJob] = []
+    for name, jobs in by_name.items():
+        if len(jobs) == 1:
+            kept.append(jobs[0])
+            continue
+        paths = ", ".join(j.path for j in jobs)
+        for job in jobs:
+            result.problems.append(
+                Problem(job.path, 1, 1, "name", f"job name {name!r} is used by {len(jobs)} files: {paths}")
+            )
+    kept.sort(key=lambda j: j.path)
+    result.jobs = kept
