@@ -1,7 +1,7 @@
 """The one error boundary: every exception becomes a message and an exit code (DESIGN.md §7).
 
 0 ok; 1 user-fixable; 2 plan has changes (--detailed-exitcode); 3 executions failed;
-64 usage; 70 internal error (traceback written to a log file whose path is printed); 130 interrupted.
+64 usage; 70 internal error (traceback in a log file whose path is printed); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ EXIT_INTERRUPTED = 130
 
 def guarded(main: Callable[[], object]) -> int:
     try:
-        main()
+        returned = main()
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -62,7 +62,8 @@ def guarded(main: Callable[[], object]) -> int:
         _err(f"internal error: {type(exc).__name__}: {exc}")
         _err(f"this is a bug in courier; the traceback is in {log}")
         return EXIT_INTERNAL
-    return EXIT_OK
+    # In non-standalone mode click returns the code of a `typer.Exit` instead of raising it.
+    return returned if isinstance(returned, int) else EXIT_OK
 
 
 def _err(line: str) -> None:
@@ -71,7 +72,7 @@ def _err(line: str) -> None:
 
 def _write_log() -> Path:
     fd, name = tempfile.mkstemp(prefix="courier-crash-", suffix=".log")
-    with open(fd, "w", encoding="utf-8") as fh:
+    with open(fd, "w", encoding="utf-8") as fh:  # noqa: PTH123 - a file descriptor, not a path
         fh.write(f"courier {' '.join(sys.argv[1:])}\n\n")
         traceback.print_exc(file=fh)
     return Path(name)

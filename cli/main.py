@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cli.commands import files
+from cli.commands import files, init, reconcile
+from cli.config import read_config, setting
 from cli.context import Options
 from cli.errors import guarded
 from reconciler import __version__
@@ -34,7 +35,7 @@ def _version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     repo: Path = typer.Option(
-        Path("."), "--repo", help="The repository holding jobs.d/ and nodes.yaml."
+        Path(), "--repo", help="The repository holding jobs.d/ and nodes.yaml."
     ),
     state: str | None = typer.Option(
         None,
@@ -48,10 +49,15 @@ def main(
     ),
 ) -> None:
     """GitOps for fleet jobs."""
-    ctx.obj = Options(repo.resolve(), state, output)
+    root = repo.resolve()
+    if state is None:
+        state = setting(read_config(root), "state", "url")
+    ctx.obj = Options(root, state, output)
 
 
+init.register(app)
 files.register(app)
+reconcile.register(app)
 
 
 def run() -> None:

@@ -26,7 +26,7 @@ MAX_DUE_SCAN = 10_000
 
 @dataclass(frozen=True, slots=True)
 class ExceptionWindow:
-    """One blackout window [start, end) opened by occurrence `start` of exception rule `rule_index`."""
+    """The blackout [start, end) opened by occurrence `start` of exception rule `rule_index`."""
 
     rule_index: int
     start: datetime
@@ -60,8 +60,9 @@ class Schedule:
     """A job's schedule rule and exception windows, anchored in time.
 
     An occurrence inside an exception window is skipped, not deferred, and it still consumes the
-    rule's COUNT: `FREQ=DAILY;COUNT=3` with the second day excepted runs twice. (Chef does not say;
-    counting occurrences of the rule as written keeps COUNT and UNTIL consistent with each other.)
+    rule's COUNT: `FREQ=DAILY;COUNT=3` with the second day excepted runs twice. (Chef does not say,
+    SPEC.md §8 q7; this way an exception never extends a job past its last planned run, as with
+    UNTIL, and the times are dateutil's expansion of the rule as written.)
     """
 
     rule: rrule | None

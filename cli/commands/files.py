@@ -58,7 +58,9 @@ def _problem_json(p: Problem) -> dict[str, object]:
 
 def fmt(
     ctx: typer.Context,
-    paths: list[Path] | None = typer.Argument(None, help="Job files or folders (default: jobs.d/)."),
+    paths: list[Path] | None = typer.Argument(
+        None, help="Job files or folders (default: jobs.d/)."
+    ),
     check: bool = typer.Option(
         False, "--check", help="Change nothing; list files that would change and exit 1."
     ),
@@ -72,7 +74,9 @@ def fmt(
         try:
             formatted = format_text(data, source.format)
         except ParseError as exc:
-            problems.append(Problem(source.display, exc.line or 1, exc.column or 1, "", exc.message))
+            problems.append(
+                Problem(source.display, exc.line or 1, exc.column or 1, "", exc.message)
+            )
             continue
         if formatted.encode() != data:
             changed.append(source.display)

@@ -38,10 +38,7 @@ def discover(paths: list[Path], repo: Path) -> tuple[list[Source], list[Problem]
         if not given.exists() and not given.is_symlink():
             problems.append(Problem(str(given), 1, 1, "", "no such file or directory"))
             continue
-        if given.is_dir():
-            candidates = _walk(given)
-        else:
-            candidates = [given]
+        candidates = _walk(given) if given.is_dir() else [given]
         for path in candidates:
             display = _display(path, repo)
             fmt = format_of(path)
@@ -70,7 +67,8 @@ def _walk(root: Path) -> list[Path]:
 
 
 def _display(path: Path, repo: Path) -> str:
-    absolute = Path(os.path.abspath(path))
+    # abspath, not resolve(): a symlink is shown under its own name, not its target's.
+    absolute = Path(os.path.abspath(path))  # noqa: PTH100
     try:
         return absolute.relative_to(repo).as_posix()
     except ValueError:

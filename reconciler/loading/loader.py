@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import Problem, Severity, ValidationFailed
-from reconciler.loading.discovery import Source, discover
+from reconciler.loading.discovery import discover
 from reconciler.loading.parsing import ParseError, decode, parse
 from reconciler.loading.positions import json_positions, locate
 from reconciler.model import (
@@ -96,7 +96,6 @@ def _load_one(display: str, fmt: str, data: bytes, result: LoadResult) -> None:
         if line == 0:  # a JSON duplicate key: find where
             dups = json_positions(text)[1]
             if dups:
-                loc, (line, column) = dups[0]
                 result.problems.extend(
                     Problem(display, ln, col, format_loc(d), "duplicate key")
                     for d, (ln, col) in dups
@@ -132,7 +131,13 @@ def _check_unique_names(result: LoadResult) -> None:
         paths = ", ".join(j.path for j in jobs)
         for job in jobs:
             result.problems.append(
-                Problem(job.path, 1, 1, "name", f"job name {name!r} is used by {len(jobs)} files: {paths}")
+                Problem(
+                    job.path,
+                    1,
+                    1,
+                    "name",
+                    f"job name {name!r} is used by {len(jobs)} files: {paths}",
+                )
             )
     kept.sort(key=lambda j: j.path)
     result.jobs = kept

@@ -33,7 +33,9 @@ def decode(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ParseError(f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded", line, column) from exc
+        raise ParseError(
+            f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded", line, column
+        ) from exc
     return text[1:] if text.startswith("\ufeff") else text
 
 
@@ -149,9 +151,7 @@ def check_size(doc: Any, limit: int = MAX_NODES) -> None:
         for child in children:
             total += size(child)
             if total > limit:
-                raise ParseError(
-                    f"document expands to more than {limit} values (YAML alias bomb?)"
-                )
+                raise ParseError(f"document expands to more than {limit} values (YAML alias bomb?)")
         active.discard(key)
         sizes[key] = total
         return total

@@ -14,10 +14,10 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
     field_validator,
-    SerializerFunctionWrapHandler,
     model_serializer,
     model_validator,
 )

@@ -142,9 +142,11 @@ def _interpreter(interpreter: dict[str, Any], loc: Loc, warnings: Warnings) -> d
         if "max_version" in legacy:
             skill.setdefault("maxVersion", legacy["max_version"])
         interpreter["skill"] = skill
-        warnings.append((loc, "legacy min_version/max_version; read as skill.minVersion/maxVersion"))
-    skill = interpreter.get("skill")
-    if isinstance(skill, dict) and not skill.get("maxVersion"):
+        warnings.append(
+            (loc, "legacy min_version/max_version; read as skill.minVersion/maxVersion")
+        )
+    given = interpreter.get("skill")
+    if isinstance(given, dict) and not given.get("maxVersion"):
         warnings.append(
             ((*loc, "skill", "maxVersion"), "is mandatory since Courier 1.2.0; add one")
         )

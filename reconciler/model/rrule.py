@@ -35,10 +35,8 @@ class ParsedRule:
             # UNTIL written without `Z`: read the whole rule in naive UTC, then re-anchor.
             naive = rrulestr(self.body, dtstart=start.replace(tzinfo=None))
             assert isinstance(naive, rrule)
-            until = naive._until
-            rule = naive.replace(
-                dtstart=start, until=until.replace(tzinfo=UTC) if until else None
-            )
+            until = naive._until  # type: ignore[attr-defined]  # dateutil keeps no public getter
+            rule = naive.replace(dtstart=start, until=until.replace(tzinfo=UTC) if until else None)
         assert isinstance(rule, rrule)
         return rule
 

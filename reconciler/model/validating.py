@@ -123,7 +123,8 @@ def _strip(annotation: Any) -> Any:
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     a = _strip(annotation)
     if isinstance(a, list):
-        return a[0]
+        first: type[BaseModel] = a[0]
+        return first
     return a if isinstance(a, type) and issubclass(a, BaseModel) else None
 
 

@@ -13,8 +13,10 @@ DAILY_AT_1 = "RRULE:DTSTART=20230620T010000Z;FREQ=DAILY"
 SUNDAYS = "RRULE:DTSTART=20230625T000000Z;FREQ=WEEKLY;BYDAY=SU"  # 2023-06-25 is a Sunday
 
 
-def at(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def at(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def schedule(rule: str, *exceptions: tuple[str, int], anchor: datetime = ANCHOR) -> Schedule:
@@ -241,9 +243,8 @@ def test_window_at(moment: datetime, expected: ExceptionWindow | None) -> None:
     ],
 )
 def test_exception_covering_every_occurrence_terminates(exception: tuple[str, int]) -> None:
-    covered = schedule("RRULE:FREQ=HOURLY", exception)
-    assert covered.next_after(ANCHOR) is None
-    assert covered.occurrences(ANCHOR, 5) == []
+    # Gives up after MAX_SKIPPED excepted occurrences (~11 years of hourly runs) instead of looping.
+    assert schedule("RRULE:FREQ=HOURLY", exception).next_after(ANCHOR) is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,186 @@
+"""`courier plan` and `courier apply`: the GitOps loop (DESIGN.md §3, §7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import typer
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cli.context import OutputOption, echo, options, output_format, print_json, warn
+from cli.errors import EXIT_CHANGES
+from cli.render_plan import as_markdown, as_text
+from cli.wiring import SystemClock, actor, head_commit, open_store
+from reconciler.applying import ApplyOptions, apply
+from reconciler.errors import CourierError
+from reconciler.loading.desired import desired_from_git, desired_from_worktree
+from reconciler.model import canonical, spec_hash, validate_document
+from reconciler.planning import Desired, Plan, make_plan
+from reconciler.ports import StateStore
+
+PLAN_FORMAT = "courier-plan/1"
+
+
+def _desired(
+    ctx: typer.Context, store: StateStore, ref: str | None
+) -> tuple[list[Desired], int, str | None]:
+    opts = options(ctx)
+    stored = store.read()
+    commit: str | None
+    if ref:
+        desired, result, commit = desired_from_git(opts.repo, ref, known=stored.jobs.values())
+    else:
+        desired, result = desired_from_worktree([opts.jobs_dir], opts.repo, stored.jobs.values())
+        commit = head_commit(opts.repo)
+    for problem in result.warnings:
+        warn(problem.render())
+    result.raise_for_errors()
+    return desired, stored.serial, commit
+
+
+def plan(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(None, "--out", help="Save the plan to FILE for `apply`."),
+    output: str | None = OutputOption,
+    detailed_exitcode: bool = typer.Option(
+        False, "--detailed-exitcode", help="Exit 2 when the plan has changes (0 when none)."
+    ),
+    ref: str | None = typer.Option(
+        None, "--ref", help="Read jobs.d/ from this git revision instead of the work tree."
+    ),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also list unchanged jobs."),
+) -> None:
+    """Show what `apply` would change: jobs to create, update, cancel, and drift."""
+    store = open_store(options(ctx))
+    desired, _, commit = _desired(ctx, store, ref)
+    the_plan = make_plan(desired, store.read())
+    fmt = output_format(ctx, output)
+    if fmt == "json":
+        print_json(the_plan.to_json())
+    elif fmt == "markdown":
+        echo(as_markdown(the_plan))
+    else:
+        echo(as_text(the_plan, verbose=verbose))
+    if out is not None:
+        _save_plan(out, the_plan, desired, commit)
+        if fmt == "text":
+            echo(f"Saved the plan to {out}; apply it with `courier apply {out}`.")
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(EXIT_CHANGES)
+
+
+def _save_plan(path: Path, the_plan: Plan, desired: list[Desired], commit: str | None) -> None:
+    document = {
+        "format": PLAN_FORMAT,
+        "stateSerial": the_plan.serial,
+        "gitCommit": commit,
+        "desired": [
+            {"name": d.name, "path": d.path, "spec": d.spec, "hash": d.hash, "blobId": d.blob_id}
+            for d in desired
+        ],
+        "plan": the_plan.to_json(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    tmp.replace(path)
+
+
+class _SavedDesired(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    path: str
+    spec: dict[str, Any]
+    hash: str
+    blobId: str | None = None
+
+
+class _SavedPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str
+    stateSerial: int
+    gitCommit: str | None = None
+    desired: list[_SavedDesired]
+    plan: dict[str, Any]
+
+
+def _load_plan(path: Path) -> tuple[list[Desired], int, str | None]:
+    try:
+        saved = _SavedPlan.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise CourierError(f"cannot read plan file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise CourierError(f"{path} is not a courier plan file: {exc.errors()[0]['msg']}") from exc
+    if saved.format != PLAN_FORMAT:
+        raise CourierError(f"{path}: unknown plan format {saved.format!r}")
+    desired = []
+    for d in saved.desired:
+        # A plan file is input like any other: re-validate each spec and check its hash.
+        validated = validate_document(d.spec)
+        if validated.job is None or spec_hash(canonical(validated.job)) != d.hash:
+            raise CourierError(f"{path}: the spec of job {d.name!r} was altered after planning")
+        desired.append(Desired(d.name, d.path, d.spec, d.hash, d.blobId))
+    return desired, saved.stateSerial, saved.gitCommit
+
+
+def apply_cmd(
+    ctx: typer.Context,
+    planfile: Path | None = typer.Argument(None, help="A plan saved by `plan --out`."),
+    cancel_running: bool = typer.Option(
+        False, "--cancel-running", help="Also cancel running instances of canceled jobs."
+    ),
+    restart_running: bool = typer.Option(
+        False, "--restart-running", help="Cancel running instances of jobs whose execution changed."
+    ),
+    allow_mass_cancel: bool = typer.Option(
+        False, "--allow-mass-cancel", help="Allow a plan that cancels more than half of the jobs."
+    ),
+    lock_timeout: float = typer.Option(
+        30.0, "--lock-timeout", help="Seconds to wait for another apply to finish."
+    ),
+    ref: str | None = typer.Option(None, "--ref", help="Apply jobs.d/ as of this git revision."),
+    output: str | None = OutputOption,
+) -> None:
+    """Make the state match jobs.d/: schedule new jobs, update changed ones, cancel removed ones."""
+    opts = options(ctx)
+    store = open_store(opts)
+    expected: int | None = None
+    if planfile is not None:
+        if ref:
+            raise CourierError("give either a plan file or --ref, not both")
+        desired, expected, commit = _load_plan(planfile)
+    else:
+        desired, _, commit = _desired(ctx, store, ref)
+    result = apply(
+        desired,
+        store,
+        SystemClock().now(),
+        ApplyOptions(
+            lock_timeout=lock_timeout,
+            allow_mass_cancel=allow_mass_cancel,
+            cancel_running=cancel_running,
+            restart_running=restart_running,
+            actor=actor(),
+            git_commit=commit,
+            expected_serial=expected,
+        ),
+    )
+    if output_format(ctx, output) == "json":
+        print_json(
+            {
+                **result.plan.to_json(),
+                "applied": result.changed,
+                "stateSerial": result.serial,
+                "instances": list(result.instances),
+            }
+        )
+        return
+    echo(as_text(result.plan))
+    verb = "Applied" if result.changed else "Nothing to apply"
+    echo(f"{verb}: state serial {result.serial}, {len(result.instances)} instance(s) created.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(plan)
+    app.command("apply")(apply_cmd)

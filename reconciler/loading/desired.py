@@ -1,0 +1,147 @@
+"""The desired state: job files of the work tree or of a git revision, parsed only when changed.
+
+A file whose git blob id equals the one its job was applied from reuses the stored canonical spec
+(DESIGN.md §8), so a no-op plan over 10,000 jobs parses nothing. Blob ids are computed the way git
+does, so the work tree needs no git index and `--ref REV` needs no file contents for unchanged jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from reconciler.errors import CourierError, Problem
+from reconciler.loading.discovery import MAX_FILE_BYTES, discover, format_of
+from reconciler.loading.loader import LoadResult, _load_one
+from reconciler.planning import Desired
+from reconciler.ports import StoredJob
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    display: str
+    format: str
+    blob_id: str | None
+    read: Callable[[], bytes]
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def desired_from_worktree(
+    paths: list[Path], repo: Path, known: Iterable[StoredJob] = ()
+) -> tuple[list[Desired], LoadResult]:
+    sources, problems = discover(paths, repo)
+    candidates: list[Candidate] = []
+    for source in sources:
+        try:
+            data = source.path.read_bytes()
+        except OSError as exc:
+            problems.append(Problem(source.display, 1, 1, "", f"cannot read: {exc}"))
+            continue
+        candidates.append(
+            Candidate(source.display, source.format, git_blob_id(data), _constant(data))
+        )
+    return _desired(candidates, known, problems)
+
+
+def desired_from_git(
+    repo: Path, rev: str, folder: str = "jobs.d", known: Iterable[StoredJob] = ()
+) -> tuple[list[Desired], LoadResult, str]:
+    """Desired jobs at git revision `rev` (work tree untouched); also returns the commit sha."""
+    import git  # gitpython is slow to import; only `--ref` needs it here
+
+    try:
+        repository = git.Repo(repo, search_parent_directories=True)
+        commit = repository.commit(rev)
+    except (git.exc.GitError, ValueError) as exc:
+        raise CourierError(f"cannot read git revision {rev!r} in {repo}: {exc}") from exc
+    root = Path(repository.working_tree_dir or repo).resolve()
+    prefix = PurePosixPath(repo.resolve().relative_to(root).as_posix()) / folder
+    problems: list[Problem] = []
+    candidates: list[Candidate] = []
+    try:
+        tree = commit.tree / prefix.as_posix() if str(prefix) != "." else commit.tree
+    except KeyError:
+        return [], LoadResult(), commit.hexsha
+    for item in tree.traverse():
+        if not isinstance(item, git.Blob):
+            continue
+        rel = (
+            PurePosixPath(item.path).relative_to(prefix.parent)
+            if str(prefix.parent) != "."
+            else PurePosixPath(item.path)
+        )
+        display = rel.as_posix()
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        fmt = format_of(Path(item.path))
+        if fmt is None:
+            continue
+        if item.mode == 0o120000:
+            problems.append(Problem(display, 1, 1, "", "symlinks are not followed in --ref mode"))
+            continue
+        if item.size > MAX_FILE_BYTES:
+            problems.append(
+                Problem(display, 1, 1, "", f"file is {item.size} bytes; limit {MAX_FILE_BYTES}")
+            )
+            continue
+        candidates.append(Candidate(display, fmt, item.hexsha, _blob_reader(item)))
+    candidates.sort(key=lambda c: c.display)
+    desired, result = _desired(candidates, known, problems)
+    return desired, result, commit.hexsha
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _blob_reader(blob: Any) -> Callable[[], bytes]:
+    return lambda: bytes(blob.data_stream.read())
+
+
+def _desired(
+    candidates: list[Candidate], known: Iterable[StoredJob], problems: list[Problem]
+) -> tuple[list[Desired], LoadResult]:
+    by_path = {j.origin_path: j for j in known if j.managed and j.origin_path and j.blob_id}
+    result = LoadResult(problems=problems)
+    reused: list[Desired] = []
+    blobs: dict[str, str | None] = {}
+    for c in candidates:
+        stored = by_path.get(c.display)
+        if stored is not None and stored.blob_id == c.blob_id:
+            reused.append(Desired(stored.name, c.display, stored.spec, stored.hash, c.blob_id))
+            continue
+        blobs[c.display] = c.blob_id
+        _load_one(c.display, c.format, c.read(), result)
+    parsed = [Desired(j.name, j.path, j.spec, j.hash, blobs.get(j.path)) for j in result.jobs]
+    desired = sorted(reused + parsed, key=lambda d: d.path)
+    _check_names(desired, result)
+    result.problems.sort(key=Problem.sort_key)
+    return desired, result
+
+
+def _check_names(desired: list[Desired], result: LoadResult) -> None:
+    by_name: dict[str, list[str]] = {}
+    for d in desired:
+        by_name.setdefault(d.name, []).append(d.path)
+    for name, paths in by_name.items():
+        if len(paths) > 1:
+            joined = ", ".join(paths)
+            for path in paths:
+                result.problems.append(
+                    Problem(
+                        path,
+                        1,
+                        1,
+                        "name",
+                        f"job name {name!r} is used by {len(paths)} files: {joined}",
+                    )
+                )
+
+
+__all__ = ["Candidate", "desired_from_git", "desired_from_worktree", "git_blob_id"]

@@ -1,0 +1,158 @@
+"""Desired jobs vs stored jobs -> a Plan of create / update / cancel / noop / drift. Pure.
+
+The plan records the state serial it was made on, so a saved plan can be refused when stale.
+Unmanaged jobs (made with `scheduler jobs add-job`) are listed but never canceled; a file with the
+same name adopts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from reconciler.diff import FieldChange, field_changes, reruns
+from reconciler.model.enums import JobStatus
+from reconciler.ports import StoredJob, StoredState
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    CANCEL = "cancel"
+    NOOP = "noop"
+    DRIFT = "drift"
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """A job as its file says it should be."""
+
+    name: str
+    path: str
+    spec: dict[str, Any]
+    hash: str
+    blob_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: Action
+    name: str
+    path: str | None
+    reruns: bool = False
+    fields: tuple[FieldChange, ...] = ()
+    job_id: str | None = None
+    desired: Desired | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "action": str(self.action),
+            "name": self.name,
+            "path": self.path,
+            "reruns": self.reruns,
+            "fields": [f.to_json() for f in self.fields],
+        }
+        if self.job_id:
+            out["jobId"] = self.job_id
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    changes: tuple[Change, ...]
+    serial: int
+    managed_active: int = 0
+    summary: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(self.summary.get(a, 0) for a in ("create", "update", "cancel", "drift"))
+
+    @property
+    def mass_cancel(self) -> bool:
+        """More than half of the managed jobs would be canceled (and at least two)."""
+        cancels = self.summary.get("cancel", 0)
+        return cancels >= 2 and cancels * 2 > self.managed_active
+
+    def fingerprint(self) -> str:
+        """A hash of what the plan would do; recorded in the apply journal."""
+        material = [(c.action, c.name, c.desired.hash if c.desired else None) for c in self.changes]
+        return hashlib.sha256(orjson.dumps([self.serial, material])).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": dict(self.summary),
+            "changes": [c.to_json() for c in self.changes],
+            "stateSerial": self.serial,
+        }
+
+
+def make_plan(desired: list[Desired], stored: StoredState) -> Plan:
+    """Compare desired jobs (by name) with the stored ones."""
+    changes: list[Change] = []
+    wanted = {d.name: d for d in desired}
+    for d in sorted(desired, key=lambda d: d.name):
+        changes.append(_change_for(d, stored.jobs.get(d.name)))
+    for name in sorted(stored.jobs):
+        job = stored.jobs[name]
+        if name in wanted:
+            continue
+        if not job.managed:
+            if job.status is not JobStatus.CANCELED:
+                changes.append(
+                    Change(Action.NOOP, name, None, job_id=job.id, note="unmanaged (add-job)")
+                )
+            continue
+        if job.status is JobStatus.CANCELED:
+            continue
+        changes.append(
+            Change(Action.CANCEL, name, job.origin_path, job_id=job.id, note="file removed")
+        )
+    summary = {a.value: 0 for a in Action}
+    for c in changes:
+        summary[c.action.value] += 1
+    managed_active = sum(
+        1 for j in stored.jobs.values() if j.managed and j.status is not JobStatus.CANCELED
+    )
+    return Plan(tuple(changes), stored.serial, managed_active, summary)
+
+
+def _change_for(d: Desired, job: StoredJob | None) -> Change:
+    if job is None:
+        return Change(Action.CREATE, d.name, d.path, reruns=True, desired=d)
+    if job.hash == d.hash:
+        if job.status is JobStatus.CANCELED:
+            return Change(
+                Action.DRIFT,
+                d.name,
+                d.path,
+                job_id=job.id,
+                desired=d,
+                note="canceled outside git; apply re-activates it",
+            )
+        if not job.managed:
+            return Change(
+                Action.UPDATE, d.name, d.path, job_id=job.id, desired=d, note="adopt unmanaged job"
+            )
+        return Change(Action.NOOP, d.name, d.path, job_id=job.id, desired=d)
+    fields = field_changes(job.spec, d.spec)
+    note = "adopt unmanaged job" if not job.managed else ""
+    if job.status is JobStatus.CANCELED:
+        note = "re-activate canceled job"
+    return Change(
+        Action.UPDATE,
+        d.name,
+        d.path,
+        reruns=reruns(job.spec, d.spec) or job.status is JobStatus.CANCELED,
+        fields=fields,
+        job_id=job.id,
+        desired=d,
+        note=note,
+    )
