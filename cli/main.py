@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli.commands import files, init, reconcile
+from cli.commands import chef, files, init, jobs, reconcile
 from cli.config import read_config, setting
 from cli.context import Options
 from cli.errors import guarded
@@ -58,6 +58,8 @@ def main(
 init.register(app)
 files.register(app)
 reconcile.register(app)
+jobs.register(app)
+chef.register(app)
 
 
 def run() -> None:

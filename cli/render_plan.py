@@ -45,15 +45,17 @@ def _field_lines(change: Change, indent: str) -> list[str]:
 
 def as_text(plan: Plan, *, verbose: bool = False) -> str:
     lines: list[str] = []
-    changes = [c for c in plan.changes if c.action is not Action.NOOP or verbose]
+    changes = [
+        c
+        for c in plan.changes
+        if c.action is not Action.NOOP or verbose or c.note.startswith("unmanaged")
+    ]
     if not plan.has_changes:
         lines.append("No changes. The state matches jobs.d/.")
     else:
         lines.append("courier will perform the following actions:")
         lines.append("")
     for c in changes:
-        if c.action is Action.NOOP and not verbose:
-            continue
         extra = []
         if c.path:
             extra.append(c.path)

@@ -7,9 +7,12 @@ import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.context import Options
-from reconciler.ports import StateStore
+
+if TYPE_CHECKING:
+    from state import SqlStateStore
 
 
 class SystemClock:
@@ -17,7 +20,7 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-def open_store(opts: Options) -> StateStore:
+def open_store(opts: Options) -> SqlStateStore:
     from state import open_store as _open  # SQLAlchemy is slow to import: only when needed
 
     return _open(opts.state_url, opts.repo)

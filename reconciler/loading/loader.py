@@ -113,10 +113,23 @@ def _load_one(display: str, fmt: str, data: bytes, result: LoadResult) -> None:
         )
     if validated.job is None:
         return
-    spec = canonical(validated.job)
-    result.jobs.append(
-        LoadedJob(validated.job.name, display, fmt, validated.job, spec, spec_hash(spec))
-    )
+    try:
+        spec = canonical(validated.job)
+        digest = spec_hash(spec)
+    except (ValueError, TypeError) as exc:
+        # Valid by the schema but not storable: inputs nested hundreds deep, integers past
+        # 64 bits (pydantic's and orjson's serialisers refuse them). A user error, not a crash.
+        result.problems.append(
+            Problem(
+                display,
+                1,
+                1,
+                "",
+                f"values cannot be stored (too deeply nested or too large): {exc}",
+            )
+        )
+        return
+    result.jobs.append(LoadedJob(validated.job.name, display, fmt, validated.job, spec, digest))
 
 
 def _check_unique_names(result: LoadResult) -> None:

@@ -2,17 +2,28 @@
 
 Positions are not tracked here (that costs 5-10x, DESIGN.md §8); `positions` re-reads a file only
 when it has a problem. Duplicate keys, non-UTF-8 bytes and YAML alias bombs are refused here.
+JSON and YAML each have a fast path for the common, clean file; anything it does not fully
+understand (a duplicate key, an alias, a merge key, a tag, an error) is parsed again by the
+careful path, so results and error messages do not depend on which path ran.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from ruamel.yaml import YAML
+from ruamel.yaml.compat import _DEFAULT_YAML_VERSION
+from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.main import CParser
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
+from ruamel.yaml.tag import Tag
 
 MAX_NODES = 100_000  # expanded size of a document; a real job has a few hundred
 
@@ -65,6 +76,9 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_json(text: str) -> Any:
+    fast = _parse_json_fast(text)
+    if fast is not _SLOW:
+        return fast
     try:
         return json.loads(text, object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:
@@ -76,11 +90,37 @@ def _parse_json(text: str) -> Any:
         raise ParseError("JSON nested too deeply") from exc
 
 
+_SLOW: Any = object()  # "the fast path cannot tell; parse carefully"
+
+
+def _parse_json_fast(text: str) -> Any:
+    """`json.loads` without a Python hook per object (2x faster), or _SLOW.
+
+    Duplicate keys are found by counting colons. Outside strings a colon only ever ends a key,
+    and orjson's compact re-dump writes every colon inside a string as it is; so the file has
+    more colons than the re-dump exactly when a key was dropped as a duplicate (its value goes
+    with it). An escaped colon (\\u003a) in the file would hide one, so such files go the slow
+    way, as do documents orjson cannot write (integers past 64 bits, nesting past 255).
+    """
+    try:
+        doc = json.loads(text)
+        dumped = orjson.dumps(doc)
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        return _SLOW
+    if text.count(":") != dumped.count(b":") or "\\u003" in text:
+        return _SLOW
+    return doc
+
+
 _yaml = YAML(typ="safe", pure=False)
 _yaml.allow_duplicate_keys = False
 
 
 def _parse_yaml(text: str) -> Any:
+    if CParser is not None:
+        fast = _parse_yaml_fast(text)
+        if fast is not _SLOW:
+            return fast
     try:
         docs = list(_yaml.load_all(text))
     except MarkedYAMLError as exc:
@@ -99,6 +139,152 @@ def _parse_yaml(text: str) -> Any:
     doc = docs[0] if docs else None
     check_size(doc)
     return doc
+
+
+# --- YAML fast path --------------------------------------------------------------------------
+#
+# ruamel's safe C loader spends most of its time in Python around the C parser: the resolver
+# looks up the YAML version through two caught AttributeErrors per scalar, every node gets a
+# fresh Tag, and construction goes through generators and per-node bookkeeping (DESIGN.md §8;
+# bench/RESULTS.md). Below, the same C parser composes the nodes with a resolver that gives the
+# same answers from a precomputed table, and plain trees of maps, sequences and scalars are built
+# directly. Scalars other than strings go through ruamel's own constructors.
+
+_VERSION = _DEFAULT_YAML_VERSION  # what ruamel's resolver settles on with the C parser
+_STR = VersionedResolver.DEFAULT_SCALAR_TAG
+_SEQ = VersionedResolver.DEFAULT_SEQUENCE_TAG
+_MAP = VersionedResolver.DEFAULT_MAPPING_TAG
+
+
+def _implicit_table() -> tuple[dict[str, list[tuple[Tag, re.Pattern[str]]]], dict[int, Any]]:
+    """First character -> [(tag, regex)] in ruamel's order; id(tag) -> constructor for scalars.
+
+    Constructors are found by the identity of the resolver's own tags, so a tag written in the
+    file (`!!int 3`) is never mistaken for a resolved one and takes the careful path.
+    """
+    table: dict[str, list[tuple[Tag, re.Pattern[str]]]] = {}
+    tags: dict[str, Tag] = {}
+    for versions, name, regexp, first in implicit_resolvers:
+        if _VERSION not in versions:
+            continue
+        tag = tags.setdefault(name, Tag(suffix=name))
+        pattern = re.compile(regexp.pattern, regexp.flags)
+        for ch in first:
+            table.setdefault(ch, []).append((tag, pattern))
+    constructors = {
+        id(tag): SafeConstructor.yaml_constructors[name]
+        for name, tag in tags.items()
+        if name.rsplit(":", 1)[1] in ("null", "bool", "int", "float", "timestamp")
+    }
+    return table, constructors
+
+
+_IMPLICIT, _SCALARS = _implicit_table()
+
+
+class _FastResolver(VersionedResolver):  # type: ignore[misc]
+    processing_version = _VERSION
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode:
+            if implicit[0]:
+                for tag, pattern in _IMPLICIT.get(value[0] if value else "", ()):
+                    if pattern.match(value):
+                        return tag
+            return _STR
+        if kind is SequenceNode:
+            return _SEQ
+        if kind is MappingNode:
+            return _MAP
+        return None
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # no path resolvers are registered
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+if CParser is not None:
+
+    class _FastLoader(CParser, SafeConstructor, _FastResolver):  # type: ignore[misc]
+        """The class ruamel assembles for `YAML(typ="safe")` with the C parser, built once."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            self._parser = self._composer = self
+            SafeConstructor.__init__(self, loader=self)
+            self.allow_duplicate_keys = False
+            _FastResolver.__init__(self, version=None, loadumper=self)
+
+
+class _Unusual(Exception):
+    """Something the fast path leaves to ruamel's own constructor."""
+
+
+def _parse_yaml_fast(text: str) -> Any:
+    try:
+        loader = _FastLoader(text)
+        try:
+            if not loader.check_node():
+                return None
+            node = loader.get_node()
+            if loader.check_node():
+                return _SLOW  # several documents: the careful path words the error
+            doc, count = _build(loader, node)
+        finally:
+            loader.dispose()
+    except Exception:  # noqa: BLE001 - any doubt at all: the careful path decides, and words it
+        return _SLOW
+    if count > MAX_NODES:
+        return _SLOW  # check_size words the error
+    return doc
+
+
+def _build(loader: Any, root: Any) -> tuple[Any, int]:
+    """A plain tree of maps, sequences and scalars -> Python values, and how many values.
+
+    Every collection node may be visited once: a second visit is an alias (shared or recursive
+    data), which the careful path handles with `check_size`. With no sharing, the count is
+    exactly what `check_size` would count.
+    """
+    seen: set[int] = set()
+    count = 0
+    scalars = _SCALARS
+
+    def build(node: Any) -> Any:
+        nonlocal count
+        count += 1
+        tag = node.ctag
+        if tag is _STR:
+            return node.value
+        if tag is _MAP:
+            if id(node) in seen:
+                raise _Unusual
+            seen.add(id(node))
+            mapping: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key_tag = key_node.ctag
+                if key_tag is _STR:
+                    key = key_node.value
+                elif id(key_tag) in scalars and type(key_node) is ScalarNode:
+                    key = scalars[id(key_tag)](loader, key_node)
+                else:
+                    raise _Unusual  # merge keys, `=` keys, tagged or complex keys
+                if key in mapping:
+                    raise _Unusual  # a duplicate: ruamel's error says where
+                mapping[key] = build(value_node)
+            return mapping
+        if tag is _SEQ:
+            if id(node) in seen:
+                raise _Unusual
+            seen.add(id(node))
+            return [build(child) for child in node.value]
+        if id(tag) in scalars and type(node) is ScalarNode:
+            return scalars[id(tag)](loader, node)
+        raise _Unusual  # explicit tags (!!set, !!omap, !custom...)
+
+    return build(root), count
 
 
 def _quoted_key(message: str) -> str:

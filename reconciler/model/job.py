@@ -62,19 +62,21 @@ class Amount(_Model):
     type: AmountType
     value: int = Field(ge=0)
 
-    @model_validator(mode="after")
-    def _percent_range(self) -> Amount:
-        if self.type is AmountType.PERCENT and self.value > 100:
-            raise ValueError(f"a percent must be between 0 and 100, not {self.value}")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _percent_range(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("type") is AmountType.PERCENT and value > 100:
+            raise ValueError(f"a percent must be between 0 and 100, not {value}")
+        return value
 
 
 class BatchSize(Amount):
-    @model_validator(mode="after")
-    def _positive(self) -> BatchSize:
-        if self.value < 1:
+    @field_validator("value")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
             raise ValueError("a batch size must be at least 1 (a number or a percent in 1..100)")
-        return self
+        return value
 
 
 class SuccessCriterion(_Model):
@@ -98,12 +100,13 @@ class AttributeConstraint(_Model):
     def _value_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _regexes(self) -> AttributeConstraint:
-        if self.operator is FilterOperator.MATCHES:
-            for v in self.value:
+    @field_validator("value")
+    @classmethod
+    def _regexes(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("operator") is FilterOperator.MATCHES:
+            for v in value:
                 _check_regex(v)
-        return self
+        return value
 
 
 class SkillConstraint(_Model):
@@ -161,14 +164,17 @@ class Group(_Model):
     @field_validator("nodeIdentifiers", "filter", "filterId", "listId")
     @classmethod
     def _selected_is_present(cls, value: Any, info: ValidationInfo) -> Any:
+        list_type = info.data.get("nodeListType")
         wanted = {
             NodeListType.NODES: "nodeIdentifiers",
             NodeListType.FILTER: "filter",
             NodeListType.SAVED_FILTER: "filterId",
             NodeListType.SAVED_LIST: "listId",
-        }.get(info.data.get("nodeListType"))  # type: ignore[arg-type]
+        }.get(list_type)  # type: ignore[arg-type]
         if wanted == info.field_name and value in (None, [], ZERO_UUID, ""):
-            raise ValueError(f"is required and must not be empty when nodeListType is {wanted!r}")
+            raise ValueError(
+                f"is required and must not be empty when nodeListType is {str(list_type)!r}"
+            )
         return value
 
 
@@ -248,19 +254,21 @@ class OutputFieldRule(_Model):
     sourceType: SourceType
     source: str = ""
     extractMethod: ExtractMethod
-    expression: str = ""
+    expression: str = Field(default="", validate_default=True)
     required: bool = False
     sensitive: bool = False
 
-    @model_validator(mode="after")
-    def _expression(self) -> OutputFieldRule:
-        if self.extractMethod is ExtractMethod.REGEX:
-            if not self.expression:
+    @field_validator("expression", mode="after")
+    @classmethod
+    def _expression(cls, value: str, info: ValidationInfo) -> str:
+        method = info.data.get("extractMethod")
+        if method is ExtractMethod.REGEX:
+            if not value:
                 raise ValueError("extractMethod regex needs an expression")
-            _check_regex(self.expression)
-        if self.extractMethod is ExtractMethod.JSON_PATH and not self.expression.startswith("$"):
-            raise ValueError(f"a jsonPath expression starts with '$', not {self.expression!r}")
-        return self
+            _check_regex(value)
+        if method is ExtractMethod.JSON_PATH and not value.startswith("$"):
+            raise ValueError(f"a jsonPath expression starts with '$', not {value!r}")
+        return value
 
 
 class BackoffStrategy(_Model):
@@ -286,11 +294,12 @@ class Condition(_Model):
     value: str
     negate: bool = False
 
-    @model_validator(mode="after")
-    def _regex(self) -> Condition:
-        if self.operator is ConditionOperator.MATCHES:
-            _check_regex(self.value)
-        return self
+    @field_validator("value")
+    @classmethod
+    def _regex(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("operator") is ConditionOperator.MATCHES:
+            _check_regex(value)
+        return value
 
 
 class Step(_Model):

@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+.].*)?$")
+# major[.minor[.patch]] with an optional semver pre-release and build: 1.4.29, 2.0.0-rc.1+b5
+_VERSION = re.compile(
+    r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-[0-9A-Za-z][0-9A-Za-z.-]*)?(?:\+[0-9A-Za-z.-]+)?$"
+)
 _CONSTRAINT = re.compile(r"^\s*(>=|<=|==|!=|>|<|=|~>|\^)?\s*(\S+)\s*$")
 
 OPERATORS = (">=", "<=", "==", "!=", ">", "<", "=")
