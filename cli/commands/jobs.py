@@ -85,9 +85,8 @@ def show(
     echo(f"  next run:  {rfc3339(job.next_execution_time) if job.next_execution_time else '-'}")
     echo(f"  versions:  {len(versions)}")
     for i, v in enumerate(versions):
-        echo(
-            f"    v{i + 1}  {rfc3339(v.applied_at)}  {v.hash[:12]}  {v.git_commit or '-'}  {v.source_path or '-'}"
-        )
+        commit, source = v.git_commit or "-", v.source_path or "-"
+        echo(f"    v{i + 1}  {rfc3339(v.applied_at)}  {v.hash[:12]}  {commit}  {source}")
     echo(f"  instances: {len(instances)}")
     for inst in instances:
         echo(f"    {inst.id}  v{inst.job_version}  {inst.status:<8}  {rfc3339(inst.created_at)}")
