@@ -50,20 +50,20 @@ def main() -> int:
     print(f"          after  = {scenario.after.describe()}")
     print(f"one apply takes {scenario.duration:.2f}s; its transaction ran {window}")
     rng = random.Random(args.seed)
-    kill_delays = faults.delays(scenario, args.trials, rng, targeted=args.targeted)
+    points = faults.kill_points(scenario, args.trials, rng, targeted=args.targeted)
 
     def progress(index: int, outcome: faults.Outcome) -> None:
         mark = "ok" if outcome.ok else "FAIL"
         print(
-            f"  trial {index + 1:4d}: kill at {outcome.delay:6.3f}s landed {outcome.landed:8s} "
-            f"state {outcome.state:7s} {mark}",
+            f"  trial {index + 1:4d}: kill at {outcome.point:4.2f} of a lifetime "
+            f"({outcome.delay:6.3f}s) landed {outcome.landed:8s} state {outcome.state:7s} {mark}",
             flush=True,
         )
 
     report = faults.campaign(
         scenario,
         workdir / "trials",
-        kill_delays,
+        points,
         workers=args.workers,
         plan_every=args.plan_every,
         progress=progress,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli.commands import chef, files, init, jobs, reconcile
+from cli.commands import chef, files, init, jobs, nodes, reconcile, serve
 from cli.config import read_config, setting
 from cli.context import Options
 from cli.errors import guarded
@@ -59,7 +59,9 @@ init.register(app)
 files.register(app)
 reconcile.register(app)
 jobs.register(app)
+nodes.register(app)
 chef.register(app)
+serve.register(app)
 
 
 def run() -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.model.enums import ZERO_UUID
-from reconciler.ports import StoredInstance, StoredJob
+from reconciler.ports import StepResult, StoredInstance, StoredJob, StoredRun
 
 NO_TIME = "0001-01-01T00:00:00Z"
 
@@ -79,4 +79,28 @@ def page_of(items: list[Any], total: int, page: int, size: int) -> dict[str, Any
             "totalItems": total,
             "totalPages": math.ceil(total / size) if size else 0,
         },
+    }
+
+
+def run_item(run: StoredRun) -> dict[str, Any]:
+    return {
+        "groupNumber": run.group_number,
+        "lastUpdateTime": rfc3339(run.last_update_time),
+        "nodeId": run.node_id,
+        "receivedTime": rfc3339(run.received_time),
+        "runId": run.id,
+        "status": str(run.status),
+    }
+
+
+def step_item(step: StepResult) -> dict[str, Any]:
+    return {
+        "inputs": step.inputs,
+        "interpreterPath": step.interpreter_path,
+        "interpreterVersion": step.interpreter_version,
+        "numAttempts": step.num_attempts,
+        "outputs": step.outputs,
+        "reason": step.reason,
+        "status": str(step.status),
+        "stepNumber": step.step_number,
     }

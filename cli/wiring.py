@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from cli.context import Options
 
 if TYPE_CHECKING:
+    from reconciler.evidence.filesystem import FileEvidenceStore
+    from reconciler.nodes.inventory import Inventory
     from state import SqlStateStore
 
 
@@ -44,3 +46,135 @@ def head_commit(repo: Path) -> str | None:
         return str(git.Repo(repo, search_parent_directories=True).head.commit.hexsha)
     except (git.exc.GitError, ValueError):
         return None
+
+
+def load_inventory(repo: Path) -> Inventory:
+    """`nodes.yaml` (or the implicit `local` node) with this machine's gathered facts."""
+    from reconciler.errors import Problem, Severity, ValidationFailed
+    from reconciler.interpreters import BUILTIN_SKILLS
+    from reconciler.loading.parsing import ParseError, decode, parse
+    from reconciler.loading.positions import locate
+    from reconciler.model import format_loc
+    from reconciler.nodes.gather import gather
+    from reconciler.nodes.inventory import InventoryError, inventory_from_document
+
+    path = repo / "nodes.yaml"
+    doc = None
+    text = ""
+    if path.is_file():
+        try:
+            text = decode(path.read_bytes())
+            doc = parse(text, "yaml")
+        except ParseError as exc:
+            raise ValidationFailed(
+                [Problem("nodes.yaml", exc.line or 1, exc.column or 1, "", exc.message)]
+            ) from exc
+        if doc is None:
+            doc = {"nodes": []}
+    try:
+        return inventory_from_document(doc, gather(), BUILTIN_SKILLS)
+    except InventoryError as exc:
+        problems = []
+        for finding in exc.findings:
+            line, column = locate(text, "yaml", finding.loc) if text else (1, 1)
+            problems.append(
+                Problem(
+                    "nodes.yaml",
+                    line,
+                    column,
+                    format_loc(finding.loc),
+                    finding.message,
+                    Severity.ERROR,
+                )
+            )
+        raise ValidationFailed(problems) from exc
+
+
+def evidence_store(repo: Path) -> FileEvidenceStore:
+    from reconciler.evidence.filesystem import FileEvidenceStore as Store
+
+    return Store(repo / ".courier" / "evidence")
+
+
+def step_env() -> dict[str, str]:
+    """The environment steps start from: this process's, minus courier's own secrets."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COURIER_SECRET", "COURIER_STATE_URL"))
+    }
+
+
+SECRET_ENV = "COURIER_SECRET"  # noqa: S105 - the name of a variable, not a secret
+SECRET_MIN_LENGTH = 16
+
+
+def secret(repo: Path) -> bytes:
+    """The key that signs evidence URLs: `COURIER_SECRET`, else `<repo>/.courier/secret`
+    (32 random bytes as hex, created mode 0600 on first use). Every process that signs or checks
+    URLs for one state needs the same key: in fleet mode, set `COURIER_SECRET` everywhere."""
+    from reconciler.errors import CourierError
+
+    given = os.environ.get(SECRET_ENV)
+    if given is not None:
+        if len(given) < SECRET_MIN_LENGTH:
+            raise CourierError(
+                f"{SECRET_ENV} must be at least {SECRET_MIN_LENGTH} characters long "
+                "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return given.encode()
+    path = repo / ".courier" / "secret"
+    try:
+        return _read_secret(path) or _create_secret(path)
+    except OSError as exc:
+        raise CourierError(f"cannot read or create the signing secret {path}: {exc}") from exc
+
+
+def _read_secret(path: Path) -> bytes | None:
+    from reconciler.errors import CourierError
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if os.name == "posix" and mode & 0o077:
+        raise CourierError(f"{path} can be read by others; run `chmod 600 {path}`")
+    text = path.read_text(encoding="ascii").strip()
+    if len(text) < SECRET_MIN_LENGTH:
+        raise CourierError(f"{path} holds no usable secret; delete it to make a new one")
+    return text.encode()
+
+
+def _create_secret(path: Path) -> bytes:
+    import secrets
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_hex(32)
+    # mkstemp creates the file 0600; link() then publishes it whole, or fails if another
+    # process was first, in which case that process's secret wins.
+    fd, partial = tempfile.mkstemp(prefix=".secret.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text + "\n")
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return _read_secret(path) or text.encode()
+    finally:
+        Path(partial).unlink()
+    return text.encode()
+
+
+def serve_url(repo: Path) -> str | None:
+    """The base URL of `courier serve` for links: `COURIER_SERVE_URL`, else courier.toml
+    `[serve] url`, else None (no server: evidence URLs stay `file://`)."""
+    from cli.config import read_config, setting
+    from reconciler.errors import CourierError
+
+    url = os.environ.get("COURIER_SERVE_URL") or setting(read_config(repo), "serve", "url")
+    if not url:
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise CourierError(f"the serve URL {url!r} must start with http:// or https://")
+    return url.rstrip("/")

@@ -14,8 +14,11 @@ from typing import Any
 
 from reconciler.errors import CourierError, StalePlan
 from reconciler.model.enums import JobStatus
+from reconciler.model.job import JobTemplate
+from reconciler.nodes.inventory import Inventory
 from reconciler.planning import Action, Change, Desired, Plan, make_plan
 from reconciler.ports import (
+    Assignment,
     JobVersion,
     JournalEntry,
     NewJob,
@@ -25,6 +28,7 @@ from reconciler.ports import (
     StoredState,
 )
 from reconciler.scheduling import Schedule
+from reconciler.targeting import resolve_group
 
 
 class MassCancel(CourierError):
@@ -41,6 +45,7 @@ class ApplyOptions:
     allow_mass_cancel: bool = False
     cancel_running: bool = False
     restart_running: bool = False
+    inventory: Inventory | None = None  # resolves each new instance's nodes; None: no runs
     actor: str = "courier"
     git_commit: str | None = None
     expected_serial: int | None = None  # set when applying a saved plan
@@ -96,6 +101,18 @@ def next_execution(spec: dict[str, Any], anchor: datetime, now: datetime) -> dat
     return schedule.next_after(now, inclusive=True)
 
 
+def assignments(spec: dict[str, Any], inventory: Inventory | None) -> list[Assignment]:
+    """The runs of a new instance: nodes resolved now and fixed (DESIGN.md §4)."""
+    if inventory is None:
+        return []
+    job = JobTemplate.model_validate(spec)
+    out: list[Assignment] = []
+    for number, group in enumerate(job.target.groups):
+        for node_id in resolve_group(group, inventory).node_ids:
+            out.append(Assignment(str(uuid.uuid4()), node_id, number))
+    return out
+
+
 def _version(d: Desired, options: ApplyOptions, now: datetime) -> JobVersion:
     return JobVersion(d.spec, d.hash, d.path, options.git_commit, d.blob_id, now)
 
@@ -116,7 +133,8 @@ def _carry_out(
             _version(d, options, now),
         )
         if d.spec["scheduleRule"] == "immediate":
-            instances.append(writer.create_instance(job_id, 1, now, now))
+            runs = assignments(d.spec, options.inventory)
+            instances.append(writer.create_instance(job_id, 1, now, now, runs))
     elif change.action is Action.UPDATE and d is not None and job is not None:
         rerun = change.reruns
         upcoming = next_execution(d.spec, job.created_at, now) if rerun else job.next_execution_time
@@ -128,7 +146,8 @@ def _carry_out(
         if rerun:
             writer.cancel_pending_instances(job.id, now, running=options.restart_running)
             if d.spec["scheduleRule"] == "immediate":
-                instances.append(writer.create_instance(job.id, version, now, now))
+                runs = assignments(d.spec, options.inventory)
+                instances.append(writer.create_instance(job.id, version, now, now, runs))
     elif change.action is Action.CANCEL and job is not None:
         writer.set_status(job.id, JobStatus.CANCELED, now)
         writer.set_next_execution(job.id, None)

@@ -5,12 +5,12 @@ The core sees frozen dataclasses, never ORM rows or sessions (STYLE.md). All tim
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from reconciler.model.enums import InstanceStatus, JobStatus
+from reconciler.model.enums import InstanceStatus, JobStatus, RunStatus, StepStatus
 
 T = TypeVar("T")
 
@@ -102,8 +102,13 @@ class StateWriter(Protocol):
     def set_next_execution(self, job_id: str, at: datetime | None) -> None: ...
     def set_managed(self, job_id: str, managed: bool, origin_path: str | None) -> None: ...
     def create_instance(
-        self, job_id: str, job_version: int, scheduled_for: datetime, at: datetime
-    ) -> str: ...
+        self,
+        job_id: str,
+        job_version: int,
+        scheduled_for: datetime,
+        at: datetime,
+        assignments: Sequence[Assignment] = (),
+    ) -> str: ...  # with its runs (status pending), fixed now; bumps the job's executionCount
     def cancel_pending_instances(self, job_id: str, at: datetime, *, running: bool) -> int: ...
     def journal(self, entry: JournalEntry) -> None: ...
     def bump_serial(self) -> int: ...
@@ -115,3 +120,101 @@ class StateStore(Protocol):
         self, mutation: Callable[[StateWriter], T], *, lock_timeout: float, holder: str
     ) -> T: ...
     def instances(self, job_id: str | None = None) -> list[StoredInstance]: ...
+
+
+# --- execution (DESIGN.md §4) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A run fixed at instance creation: which node, in which group (0-based)."""
+
+    run_id: str
+    node_id: str
+    group_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    id: str
+    instance_id: str
+    node_id: str
+    group_number: int
+    status: RunStatus
+    received_time: datetime | None
+    last_update_time: datetime | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    attempt_no: int
+    status: StepStatus  # success | failure
+    exit_code: int | None
+    started_at: datetime
+    ended_at: datetime
+    reason: str = ""
+    evidence_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """One step of one run, after its last attempt. `inputs`/`outputs` are JSON, masked."""
+
+    step_number: int
+    status: StepStatus
+    num_attempts: int
+    inputs: str = ""
+    outputs: str = ""
+    reason: str = ""
+    interpreter_path: str = ""
+    interpreter_version: str = ""
+    attempts: tuple[AttemptResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """Everything a finished run reports, written in one go (batched by the executor)."""
+
+    run_id: str
+    status: RunStatus
+    started_at: datetime
+    ended_at: datetime
+    steps: tuple[StepResult, ...]
+    reason: str = ""
+
+
+class ExecutionStore(Protocol):
+    """What the executor needs from the state. Writes are short transactions; none takes the
+    apply lock (applies and executions do not block each other)."""
+
+    def open_instances(self) -> list[StoredInstance]: ...  # pending or running, oldest first
+    def instance_spec(self, instance: StoredInstance) -> dict[str, Any]: ...  # its version's spec
+    def runs(self, instance_id: str) -> list[StoredRun]: ...
+    def start_instance(self, instance_id: str, at: datetime) -> None: ...  # pending -> running
+    def start_runs(self, run_ids: Sequence[str], at: datetime) -> list[str]: ...  # pending ->
+    # running; returns the ids that were still pending (a canceled run is not started)
+    def record_runs(self, records: Sequence[RunRecord]) -> None: ...  # steps, attempts, status
+    def end_runs(
+        self, run_ids: Sequence[str], status: RunStatus, at: datetime, reason: str
+    ) -> None: ...  # pending/running -> canceled | timeout
+    def finish_instance(self, instance_id: str, status: InstanceStatus, at: datetime) -> None: ...
+    def run(self, run_id: str) -> StoredRun: ...  # NotFound
+    def steps(self, run_id: str) -> list[StepResult]: ...  # with attempts
+    def attempt(self, run_id: str, step_number: int, attempt_no: int) -> AttemptResult: ...
+
+
+class EvidenceStore(Protocol):
+    """Where evidence zips live: a folder by default, S3 behind the same Protocol."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def url(self, key: str) -> str: ...
+
+
+def evidence_key(run_id: str, step_number: int, attempt_no: int) -> str:
+    """Chef's path: run/<id>/step/<n>/attempt/<m>/evidence-run-<id>-step-<n>-attempt-<m>.zip"""
+    return (
+        f"run/{run_id}/step/{step_number}/attempt/{attempt_no}/"
+        f"evidence-run-{run_id}-step-{step_number}-attempt-{attempt_no}.zip"
+    )

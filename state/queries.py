@@ -139,7 +139,7 @@ def list_jobs(
     column = JOB_SORT_COLUMNS.get(sort)
     if column is None:
         raise UsageError(f"unknown sort key {sort!r}; use one of: {', '.join(JOB_SORT_COLUMNS)}")
-    _check_page(page, size)
+    check_page(page, size)
     query = job_select()
     count = select(func.count()).select_from(JOBS)
     if status is not None:
@@ -161,7 +161,7 @@ def list_instances(
     size: int = 100,
 ) -> Page[StoredInstance]:
     """Instances, newest first, filtered by job, status and creation time (after < t < before)."""
-    _check_page(page, size)
+    check_page(page, size)
     conditions = []
     if job_id is not None:
         conditions.append(INSTANCES.c.job_id == job_id)
@@ -248,6 +248,6 @@ def _ordered(column: Any, order: str) -> Any:
     raise UsageError(f"unknown sort order {order!r}; use asc or desc")
 
 
-def _check_page(page: int, size: int) -> None:
+def check_page(page: int, size: int) -> None:
     if page < 1 or size < 1:
         raise UsageError(f"pagination needs page >= 1 and size >= 1 (got page {page}, size {size})")

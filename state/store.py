@@ -1,28 +1,43 @@
-"""`SqlStateStore`: the `StateStore` port on SQLite or PostgreSQL, plus the reads and small writes
-the Chef-compatible CLI needs. Applies go through `write()`: one transaction, the apply lock held,
-everything rolled back on any exception.
+"""`SqlStateStore`: the `StateStore` and `ExecutionStore` ports on SQLite or PostgreSQL, plus the
+reads and small writes the Chef-compatible CLI needs. Applies go through `write()`: one transaction,
+the apply lock held, everything rolled back on any exception. Execution writes are short
+transactions of their own and never take the apply lock.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from reconciler.errors import NotFound, StateError
-from reconciler.model.enums import InstanceStatus, JobStatus
-from reconciler.ports import JobVersion, NewJob, StateWriter, StoredInstance, StoredJob, StoredState
-from state import queries
-from state.engine import describe, open_engine
+from reconciler.model.enums import InstanceStatus, JobStatus, RunStatus
+from reconciler.ports import (
+    AttemptResult,
+    JobVersion,
+    NewJob,
+    RunRecord,
+    StateWriter,
+    StepResult,
+    StoredInstance,
+    StoredJob,
+    StoredRun,
+    StoredState,
+)
+from state import execution, nodes, queries
+from state.engine import begin_immediate, describe, open_engine
 from state.errors import DuplicateJobName
 from state.locking import lock_for_write
 from state.migrating import migrate
+from state.nodes import NodeDeclaration, StoredNode
 from state.queries import JournalRecord, Page
 from state.writer import SqlStateWriter
 
@@ -35,6 +50,9 @@ class SqlStateStore:
 
     def __init__(self, engine: Engine, *, auto_migrate: bool = True) -> None:
         self.engine = engine
+        # (job id, version) -> canonical spec text; versions never change once written.
+        self._specs: dict[tuple[str, int], str] = {}
+        self._specs_lock = threading.Lock()
         if auto_migrate:
             migrate(engine)
 
@@ -72,6 +90,107 @@ class SqlStateStore:
     def instances(self, job_id: str | None = None) -> list[StoredInstance]:
         with self._reading() as conn:
             return queries.all_instances(conn, job_id)
+
+    # -- the ExecutionStore port ------------------------------------------------------------
+
+    def open_instances(self) -> list[StoredInstance]:
+        """Pending and running instances, oldest first."""
+        with self._reading() as conn:
+            return execution.open_instances(conn)
+
+    def instance_spec(self, instance: StoredInstance) -> dict[str, Any]:
+        """The spec of the job version the instance was created for (a fresh dict each call)."""
+        key = (instance.job_id, instance.job_version)
+        text = self._specs.get(key)
+        if text is None:
+            with self._reading() as conn:
+                text = execution.version_spec(conn, *key)
+            with self._specs_lock:
+                self._specs[key] = text
+        spec: dict[str, Any] = orjson.loads(text)
+        return spec
+
+    def runs(self, instance_id: str) -> list[StoredRun]:
+        """The instance's runs by group, in creation order within a group (NotFound)."""
+        with self._reading() as conn:
+            return execution.instance_runs(conn, instance_id)
+
+    def start_instance(self, instance_id: str, at: datetime) -> None:
+        """pending -> running; an instance no longer pending is left alone (NotFound)."""
+        with self._writing() as conn:
+            execution.start_instance(conn, instance_id, at)
+
+    def start_runs(self, run_ids: Sequence[str], at: datetime) -> list[str]:
+        """pending -> running in one transaction; returns the ids that were still pending, in
+        the given order (a canceled run is not started)."""
+        with self._writing() as conn:
+            return execution.start_runs(conn, run_ids, at)
+
+    def record_runs(self, records: Sequence[RunRecord]) -> None:
+        """Write the steps and attempts of finished runs and their status, in one transaction.
+        A late result replaces `timeout` but never `canceled` (the steps are kept either way)."""
+        with self._writing() as conn:
+            execution.record_runs(conn, records)
+
+    def end_runs(
+        self, run_ids: Sequence[str], status: RunStatus, at: datetime, reason: str
+    ) -> None:
+        """Runs still pending or running end as `status` (canceled | timeout) with `reason`."""
+        with self._writing() as conn:
+            execution.end_runs(conn, run_ids, status, at, reason)
+
+    def finish_instance(self, instance_id: str, status: InstanceStatus, at: datetime) -> None:
+        """End an open instance; the last one of an active `immediate` job completes the job."""
+        with self._writing() as conn:
+            execution.finish_instance(conn, instance_id, status, at)
+
+    def run(self, run_id: str) -> StoredRun:
+        with self._reading() as conn:
+            return execution.run_by_id(conn, run_id)
+
+    def steps(self, run_id: str) -> list[StepResult]:
+        """The run's steps in order, each with its attempts in order (NotFound)."""
+        with self._reading() as conn:
+            return execution.run_steps(conn, run_id)
+
+    def attempt(self, run_id: str, step_number: int, attempt_no: int) -> AttemptResult:
+        with self._reading() as conn:
+            return execution.step_attempt(conn, run_id, step_number, attempt_no)
+
+    # -- runs and nodes for the CLI ---------------------------------------------------------
+
+    def list_runs(
+        self,
+        instance_id: str,
+        group: int | None = None,
+        status: RunStatus | None = None,
+        page: int = 1,
+        size: int = 100,
+    ) -> Page[StoredRun]:
+        """`state instance list-instance-runs`: one page of an instance's runs (NotFound)."""
+        with self._reading() as conn:
+            return execution.list_runs(
+                conn, instance_id, group=group, status=status, page=page, size=size
+            )
+
+    def instance_counts(self, instance_id: str) -> dict[RunStatus, int]:
+        """Runs of the instance per status, every status present (NotFound)."""
+        with self._reading() as conn:
+            return execution.instance_counts(conn, instance_id)
+
+    def upsert_nodes(self, declared: Sequence[NodeDeclaration], at: datetime) -> None:
+        """Enroll nodes given as (id, name, transport, attributes, tags, skills), or refresh
+        them (`enrolled_at` kept, `last_seen_at` = `at`)."""
+        with self._writing() as conn:
+            nodes.upsert_nodes(conn, declared, at)
+
+    def list_nodes(self) -> list[StoredNode]:
+        with self._reading() as conn:
+            return nodes.all_nodes(conn)
+
+    def node(self, node_id: str) -> StoredNode:
+        with self._reading() as conn:
+            return nodes.node_by_id(conn, node_id)
 
     # -- reads for the CLI ------------------------------------------------------------------
 
@@ -199,6 +318,15 @@ class SqlStateStore:
         with self._errors(), self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A short write transaction without the apply lock (SQLite: BEGIN IMMEDIATE, so two
+        writers queue for the write lock instead of failing to upgrade a read lock)."""
+        with self._errors(), self.engine.connect() as conn:
+            begin_immediate(conn, DEFAULT_LOCK_TIMEOUT_S)
             with conn.begin():
                 yield conn
 

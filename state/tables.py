@@ -1,8 +1,8 @@
 """The state schema as sqlmodel tables (DESIGN.md §1, §5). Rows never leave `state/`.
 
 Every timestamp is `UtcDateTime` (aware UTC in, aware UTC out); statuses are the StrEnums of
-`reconciler.model.enums` stored as text. The first migration (`migrations/versions/`) creates
-exactly this schema; a test compares the two.
+`reconciler.model.enums` stored as text. The migrations (`migrations/versions/`) create exactly
+this schema; a test compares the two.
 """
 
 from __future__ import annotations
@@ -94,18 +94,26 @@ class InstanceRow(Base, table=True):
 
 class RunRow(Base, table=True):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_node_id_status", "node_id", "status"),)
+    __table_args__ = (
+        Index("ix_runs_node_id_status", "node_id", "status"),
+        Index(
+            "ix_runs_instance_id_group_number_position", "instance_id", "group_number", "position"
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=36)
-    instance_id: str = Field(foreign_key="instances.id", max_length=36, index=True)
+    instance_id: str = Field(foreign_key="instances.id", max_length=36)
     # Not a foreign key: the implicit `local` node and nodes.yaml nodes need no enrolment row.
     node_id: str
     group_number: int
+    # The run's place in the instance as targeting resolved it (node order within its group).
+    position: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     status: RunStatus = Field(sa_type=EnumText(RunStatus), index=True)
     received_time: datetime | None = Field(default=None, sa_type=UtcDateTime())
     last_update_time: datetime | None = Field(default=None, sa_type=UtcDateTime())
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
+    reason: str | None = None
 
 
 class StepRow(Base, table=True):
@@ -116,8 +124,9 @@ class StepRow(Base, table=True):
     step_number: int
     status: StepStatus = Field(sa_type=EnumText(StepStatus))
     num_attempts: int = 0
-    inputs: dict[str, Any] | None = Field(default=None, sa_type=JSON)
-    outputs: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    # JSON text as the executor wrote it (sensitive values already masked), kept verbatim.
+    inputs: str | None = Field(default=None, sa_type=Text)
+    outputs: str | None = Field(default=None, sa_type=Text)
     reason: str | None = None
     interpreter_path: str | None = None
     interpreter_version: str | None = None
@@ -138,6 +147,7 @@ class AttemptRow(Base, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
     exit_code: int | None = None
     evidence_key: str | None = None
+    reason: str | None = None
 
 
 class EvidenceRow(Base, table=True):

@@ -1,28 +1,29 @@
 """`StateWriter` on one SQL transaction: what an apply may do while it holds the apply lock.
 
 Inserts and job updates are buffered and flushed as executemany batches (jobs, versions, job
-updates, instances, in foreign-key order) before any read and at the end, so an apply of 10,000
-new jobs costs a handful of statements instead of tens of thousands of round trips.
+updates, instances and their runs, in foreign-key order) before any read and at the end, so an
+apply of 10,000 new jobs costs a handful of statements instead of tens of thousands of round trips.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from reconciler.errors import NotFound
 from reconciler.model.canonical import canonical_json
-from reconciler.model.enums import InstanceStatus, JobStatus
-from reconciler.ports import JobVersion, JournalEntry, NewJob, StoredJob
+from reconciler.model.enums import InstanceStatus, JobStatus, RunStatus
+from reconciler.ports import Assignment, JobVersion, JournalEntry, NewJob, StoredJob
 from state.errors import DuplicateJobName, DuplicateOccurrence
 from state.queries import all_jobs, read_serial
-from state.tables import APPLY_JOURNAL, INSTANCES, JOB_VERSIONS, JOBS, META, SERIAL_KEY
+from state.tables import APPLY_JOURNAL, INSTANCES, JOB_VERSIONS, JOBS, META, RUNS, SERIAL_KEY
 
 COUNT_COLUMNS = {"create": "creates", "update": "updates", "cancel": "cancels"}
 COUNT_COLUMNS |= {"noop": "noops", "drift": "drifts"}
@@ -36,6 +37,37 @@ CANCEL_BY_ID = {
     .values(status=InstanceStatus.CANCELED)
     for running, statuses in CANCELABLE.items()
 }
+CANCELED_BY_INSTANCE = "the instance was canceled"
+RUNS_CANCELABLE = {
+    False: (RunStatus.PENDING,),
+    True: (RunStatus.PENDING, RunStatus.RUNNING),
+}
+# Runs follow their instance only if the instance cancel above took effect.
+CANCEL_RUNS_BY_INSTANCE = {
+    running: update(RUNS)
+    .where(
+        RUNS.c.instance_id == bindparam("b_id"),
+        or_(*(RUNS.c.status == s for s in statuses)),
+        exists().where(
+            INSTANCES.c.id == bindparam("b_id"), INSTANCES.c.status == InstanceStatus.CANCELED
+        ),
+    )
+    .values(
+        status=RunStatus.CANCELED, last_update_time=bindparam("b_at"), reason=CANCELED_BY_INSTANCE
+    )
+    for running, statuses in RUNS_CANCELABLE.items()
+}
+# A new instance counts as an execution, and a `completed` job with work to do is active again.
+BUMP_EXECUTION_COUNT = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("b_id"))
+    .values(
+        execution_count=JOBS.c.execution_count + bindparam("b_count"),
+        status=case(
+            (JOBS.c.status == JobStatus.COMPLETED, JobStatus.ACTIVE.value), else_=JOBS.c.status
+        ),
+    )
+)
 
 
 class SqlStateWriter:
@@ -49,6 +81,8 @@ class SqlStateWriter:
         self._job_updates: dict[str, dict[str, Any]] = {}
         self._new_instances: list[dict[str, Any]] = []
         self._new_by_job: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._new_runs: dict[str, list[dict[str, Any]]] = {}  # by instance id
+        self._executions: Counter[str] = Counter()  # job id -> instances created, not flushed
         self._occurrences: set[tuple[str, datetime]] = set()
         self._current: dict[str, int] = {}  # job id -> current version, as far as we know
         self._loaded_versions = False
@@ -128,8 +162,15 @@ class SqlStateWriter:
     # -- instances --------------------------------------------------------------------------
 
     def create_instance(
-        self, job_id: str, job_version: int, scheduled_for: datetime, at: datetime
+        self,
+        job_id: str,
+        job_version: int,
+        scheduled_for: datetime,
+        at: datetime,
+        assignments: Sequence[Assignment] = (),
     ) -> str:
+        """Buffer a pending instance with one pending run per assignment (kept in the given
+        order within each group) and count it in the job's executionCount."""
         occurrence = (job_id, scheduled_for)
         if occurrence in self._occurrences:
             raise DuplicateOccurrence(job_id, scheduled_for)
@@ -146,7 +187,26 @@ class SqlStateWriter:
         }
         self._new_instances.append(row)
         self._new_by_job[job_id].append(row)
-        return str(row["id"])
+        instance_id = str(row["id"])
+        if assignments:
+            self._new_runs[instance_id] = [
+                {
+                    "id": a.run_id,
+                    "instance_id": instance_id,
+                    "node_id": a.node_id,
+                    "group_number": a.group_number,
+                    "position": position,
+                    "status": RunStatus.PENDING,
+                    "last_update_time": at,
+                }
+                for position, a in enumerate(assignments)
+            ]
+        new_job = self._new_jobs.get(job_id)
+        if new_job is not None:
+            new_job["execution_count"] += 1
+        else:
+            self._executions[job_id] += 1
+        return instance_id
 
     def cancel_pending_instances(self, job_id: str, at: datetime, *, running: bool) -> int:
         statuses = CANCELABLE[running]
@@ -155,13 +215,19 @@ class SqlStateWriter:
             if row["status"] in statuses:
                 row["status"] = InstanceStatus.CANCELED
                 row["updated_at"] = at
+                for run in self._new_runs.get(row["id"], ()):
+                    run.update(
+                        status=RunStatus.CANCELED, last_update_time=at, reason=CANCELED_BY_INSTANCE
+                    )
                 canceled += 1
         if job_id in self._new_jobs:  # a job inserted in this transaction has no stored rows
             return canceled
         kept: list[tuple[str, InstanceStatus]] = []
         for instance_id, status in self._unfinished().get(job_id, []):
             if status in statuses:
-                self._instance_cancels[running].append({"b_id": instance_id, "updated_at": at})
+                self._instance_cancels[running].append(
+                    {"b_id": instance_id, "updated_at": at, "b_at": at}
+                )
                 canceled += 1
             else:
                 kept.append((instance_id, status))
@@ -219,12 +285,22 @@ class SqlStateWriter:
             for rows in groups.values():
                 self._conn.execute(statement, rows)
             self._job_updates.clear()
+        if self._executions:
+            self._conn.execute(
+                BUMP_EXECUTION_COUNT,
+                [{"b_id": job_id, "b_count": n} for job_id, n in self._executions.items()],
+            )
+            self._executions.clear()
         if self._new_instances:
             try:
                 with self._conn.begin_nested():
                     self._conn.execute(insert(INSTANCES), self._new_instances)
             except IntegrityError as exc:
                 raise self._which_occurrence(exc) from exc
+            runs = [run for rows in self._new_runs.values() for run in rows]
+            if runs:
+                self._conn.execute(insert(RUNS), [{"reason": None, **run} for run in runs])
+            self._new_runs.clear()
             if self._active is not None:
                 for row in self._new_instances:
                     if row["status"] in CANCELABLE[True]:
@@ -237,6 +313,7 @@ class SqlStateWriter:
                 # The status condition guards against a runner that started an instance since
                 # we loaded it (PostgreSQL runners do not take the apply lock).
                 self._conn.execute(CANCEL_BY_ID[running], rows)
+                self._conn.execute(CANCEL_RUNS_BY_INSTANCE[running], rows)
                 rows.clear()
 
     # -- helpers ----------------------------------------------------------------------------

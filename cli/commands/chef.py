@@ -14,12 +14,21 @@ from typing import Any
 import typer
 
 from cli.context import options, print_json
-from cli.shapes import instance_item, job_item, page_of, parse_time, rfc3339
-from cli.wiring import SystemClock, open_store
+from cli.shapes import (
+    instance_item,
+    job_item,
+    page_of,
+    parse_time,
+    rfc3339,
+    run_item,
+    step_item,
+)
+from cli.wiring import SystemClock, evidence_store, open_store, secret, serve_url
 from reconciler.applying import next_execution
 from reconciler.errors import CourierError, UsageError, ValidationFailed
+from reconciler.evidence.signing import signed_url
 from reconciler.loading import format_of, load_text
-from reconciler.model.enums import InstanceStatus, JobStatus
+from reconciler.model.enums import InstanceStatus, JobStatus, RunStatus
 from reconciler.ports import JobVersion
 from reconciler.scheduling import Schedule
 
@@ -27,8 +36,10 @@ scheduler_app = typer.Typer(help="Chef-compatible scheduler commands.", no_args_
 scheduler_jobs = typer.Typer(help="Create, list, read and cancel jobs.", no_args_is_help=True)
 state_app = typer.Typer(help="Chef-compatible state commands.", no_args_is_help=True)
 state_instance = typer.Typer(help="Job instances.", no_args_is_help=True)
+state_run = typer.Typer(help="Job runs: one per node of an instance.", no_args_is_help=True)
 scheduler_app.add_typer(scheduler_jobs, name="jobs")
 state_app.add_typer(state_instance, name="instance")
+state_app.add_typer(state_run, name="run")
 
 Profile = typer.Option("default", "--profile", help="Accepted for chef-courier-cli scripts.")
 Format = typer.Option("json", "--format", "-o", help="Output format (json, as Chef's CLI).")
@@ -216,6 +227,91 @@ def get_instance(
     store = open_store(options(ctx))
     found = store.instance(instance_id)
     print_json({"item": instance_item(found, _spec_cache(store)(found.job_id, found.job_version))})
+
+
+@state_instance.command("list-instance-runs")
+def list_instance_runs(
+    ctx: typer.Context,
+    instance_id: str = typer.Option(..., "--instanceId", help="The instance's id."),
+    group_num: int | None = typer.Option(None, "--groupNum", help="Only this group (from 0)."),
+    status: str | None = typer.Option(None, "--status", help="Run status."),
+    page: int = Page,
+    size: int = Size,
+    profile: str = Profile,
+    fmt: str = Format,
+) -> None:
+    """The runs of an instance, one per node, with their group and status."""
+    _check_format(fmt)
+    store = open_store(options(ctx))
+    store.instance(instance_id)  # NotFound for an unknown id rather than an empty list
+    found = store.list_runs(
+        instance_id,
+        group=group_num,
+        status=_status(RunStatus, status, "--status"),
+        page=page,
+        size=size,
+    )
+    print_json({"items": [run_item(r) for r in found.items], "totalItems": found.total})
+
+
+@state_run.command("get-run")
+def get_run(
+    ctx: typer.Context,
+    run_id: str = typer.Option(..., "--runId", help="The run's id."),
+    profile: str = Profile,
+    fmt: str = Format,
+) -> None:
+    """One run (without its steps)."""
+    _check_format(fmt)
+    print_json({"item": run_item(open_store(options(ctx)).run(run_id))})
+
+
+@state_run.command("list-steps")
+def list_steps(
+    ctx: typer.Context,
+    run_id: str = typer.Option(..., "--runId", help="The run's id."),
+    page: int = Page,
+    size: int = Size,
+    profile: str = Profile,
+    fmt: str = Format,
+) -> None:
+    """The steps of a run: status, attempts, inputs and outputs (sensitive values masked)."""
+    _check_format(fmt)
+    store = open_store(options(ctx))
+    store.run(run_id)
+    steps = store.steps(run_id)
+    chunk = steps[(page - 1) * size : page * size]
+    print_json({"items": [step_item(s) for s in chunk], "totalItems": len(steps)})
+
+
+@state_run.command("get-step-attempt-evidence")
+def get_step_attempt_evidence(
+    ctx: typer.Context,
+    run_id: str = typer.Option(..., "--runId", help="The run's id."),
+    step_no: int = typer.Option(..., "--stepNo", min=1, help="Step number, from 1."),
+    attempt_no: int = typer.Option(..., "--attemptNo", min=1, help="Attempt number, from 1."),
+    profile: str = Profile,
+    fmt: str = Format,
+) -> None:
+    """A URL of the evidence zip of one attempt of one step.
+
+    With a `courier serve` URL configured (COURIER_SERVE_URL or courier.toml [serve] url), a
+    signed URL on that server that expires in 15 minutes, as Chef's; otherwise the store's own.
+    """
+    _check_format(fmt)
+    opts = options(ctx)
+    attempt = open_store(opts).attempt(run_id, step_no, attempt_no)
+    if not attempt.evidence_key:
+        raise CourierError(
+            f"attempt {attempt_no} of step {step_no} of run {run_id} kept no evidence"
+        )
+    base = serve_url(opts.repo)
+    if base is None:
+        url = evidence_store(opts.repo).url(attempt.evidence_key)
+    else:
+        now = SystemClock().now()
+        url = signed_url(base, secret(opts.repo), run_id, step_no, attempt_no, now=now)
+    print_json({"item": {"artifactUrl": url}})
 
 
 def _spec_cache(store: Any) -> Any:

@@ -12,6 +12,7 @@ from reconciler.errors import CourierError, Problem, ValidationFailed
 from reconciler.loading import discover, load_paths
 from reconciler.loading.formatting import format_text
 from reconciler.loading.parsing import ParseError
+from reconciler.loading.positions import json_positions
 from reconciler.model.job import JobTemplate
 
 
@@ -39,9 +40,9 @@ def validate(
         if result.errors:
             raise typer.Exit(1)
         return
+    result.raise_for_errors()  # prints every problem, warnings included, once, in file order
     for problem in result.warnings:
         warn(problem.render())
-    result.raise_for_errors()
     echo(f"{len(result.jobs)} job file(s) valid")
 
 
@@ -74,9 +75,12 @@ def fmt(
         try:
             formatted = format_text(data, source.format)
         except ParseError as exc:
-            problems.append(
-                Problem(source.display, exc.line or 1, exc.column or 1, "", exc.message)
-            )
+            line, column = exc.line or 1, exc.column or 1
+            if exc.line == 0 and source.format == "json":  # a duplicate key: find where
+                duplicates = json_positions(data.decode("utf-8", "replace"))[1]
+                if duplicates:
+                    line, column = duplicates[0][1]
+            problems.append(Problem(source.display, line, column, "", exc.message))
             continue
         if formatted.encode() != data:
             changed.append(source.display)

@@ -2,23 +2,47 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cli.context import OutputOption, echo, options, output_format, print_json, warn
-from cli.errors import EXIT_CHANGES
+from cli.context import (
+    Options,
+    OutputOption,
+    echo,
+    is_terminal,
+    options,
+    output_format,
+    print_json,
+    warn,
+)
+from cli.errors import EXIT_CHANGES, EXIT_FAILED_RUNS
 from cli.render_plan import as_markdown, as_text
-from cli.wiring import SystemClock, actor, head_commit, open_store
+from cli.wiring import (
+    SystemClock,
+    actor,
+    evidence_store,
+    head_commit,
+    load_inventory,
+    open_store,
+    step_env,
+)
 from reconciler.applying import ApplyOptions, apply
 from reconciler.errors import CourierError
 from reconciler.loading.desired import desired_from_git, desired_from_worktree
 from reconciler.model import canonical, spec_hash, validate_document
+from reconciler.model.enums import InstanceStatus
 from reconciler.planning import Desired, Plan, make_plan
 from reconciler.ports import StateStore
+
+if TYPE_CHECKING:
+    from reconciler.executing.orchestrating import InstanceOutcome
+    from reconciler.nodes.inventory import Inventory
+    from state import SqlStateStore
 
 PLAN_FORMAT = "courier-plan/1"
 
@@ -34,9 +58,9 @@ def _desired(
     else:
         desired, result = desired_from_worktree([opts.jobs_dir], opts.repo, stored.jobs.values())
         commit = head_commit(opts.repo)
+    result.raise_for_errors()  # prints warnings and errors together, once
     for problem in result.warnings:
         warn(problem.render())
-    result.raise_for_errors()
     return desired, stored.serial, commit
 
 
@@ -140,11 +164,20 @@ def apply_cmd(
         30.0, "--lock-timeout", help="Seconds to wait for another apply to finish."
     ),
     ref: str | None = typer.Option(None, "--ref", help="Apply jobs.d/ as of this git revision."),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="Run the due instances on local nodes to completion (exit 3 if any fails).",
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="With --wait: stop waiting after S seconds (runs end `timeout`)."
+    ),
     output: str | None = OutputOption,
 ) -> None:
     """Make the state match jobs.d/: schedule new jobs, update changed ones, cancel removed ones."""
     opts = options(ctx)
     store = open_store(opts)
+    inventory = load_inventory(opts.repo)
     expected: int | None = None
     if planfile is not None:
         if ref:
@@ -164,21 +197,76 @@ def apply_cmd(
             actor=actor(),
             git_commit=commit,
             expected_serial=expected,
+            inventory=inventory,
         ),
     )
-    if output_format(ctx, output) == "json":
+    as_json = output_format(ctx, output) == "json"
+    if not as_json:
+        echo(as_text(result.plan))
+        verb = "Applied" if result.changed else "Nothing to apply"
+        echo(f"{verb}: state serial {result.serial}, {len(result.instances)} instance(s) created.")
+    outcomes = run_due(opts, store, inventory, timeout, quiet=as_json) if wait else []
+    if as_json:
         print_json(
             {
                 **result.plan.to_json(),
                 "applied": result.changed,
                 "stateSerial": result.serial,
                 "instances": list(result.instances),
+                "executions": [
+                    {
+                        "instanceId": o.instance_id,
+                        "job": o.job_name,
+                        "status": str(o.status),
+                        "runs": dict(o.counts),
+                    }
+                    for o in outcomes
+                ],
             }
         )
-        return
-    echo(as_text(result.plan))
-    verb = "Applied" if result.changed else "Nothing to apply"
-    echo(f"{verb}: state serial {result.serial}, {len(result.instances)} instance(s) created.")
+    failed = [o for o in outcomes if o.status is not InstanceStatus.SUCCESS]
+    if not as_json and outcomes:
+        echo(f"{len(outcomes) - len(failed)} of {len(outcomes)} instance(s) succeeded.")
+    if failed:
+        raise typer.Exit(EXIT_FAILED_RUNS)
+
+
+def run_due(
+    opts: Options, store: SqlStateStore, inventory: Inventory, timeout: float | None, *, quiet: bool
+) -> list[InstanceOutcome]:
+    """Execute the instances that are due now on local nodes, with live progress."""
+    from contextlib import nullcontext
+
+    from cli.progress import PlainProgress, RichProgress
+    from reconciler.executing.orchestrating import Executor, execute_due
+
+    clock = SystemClock()
+    now = clock.now()
+    deadline = now + timedelta(seconds=timeout) if timeout else None
+    rich = RichProgress() if is_terminal() and not quiet else None
+    progress = rich or (_Silent() if quiet else PlainProgress())
+    executor = Executor(
+        store=store,
+        inventory=inventory,
+        evidence=evidence_store(opts.repo),
+        clock=clock,
+        nodes_root=opts.repo / ".courier" / "nodes",
+        env=step_env(),
+        progress=progress,
+    )
+    with rich or nullcontext():
+        return execute_due(executor, now=now, deadline=deadline)
+
+
+class _Silent:
+    def instance_started(self, *args: object) -> None:
+        pass
+
+    def run_finished(self, *args: object) -> None:
+        pass
+
+    def instance_finished(self, *args: object) -> None:
+        pass
 
 
 def register(app: typer.Typer) -> None:

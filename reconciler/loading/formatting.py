@@ -16,7 +16,7 @@ from typing import Any
 import tomlkit
 from pydantic import BaseModel
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from reconciler.loading.parsing import decode, parse
 from reconciler.model.job import JobTemplate
@@ -34,15 +34,28 @@ def format_text(data: bytes, fmt: str) -> str:
         _rewrite(doc, JobTemplate)
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if fmt == "yaml":
+        header, body = _split_header(text)
         yaml = _rt_yaml()
-        ydoc = yaml.load(text)
+        ydoc = yaml.load(body)
         _rewrite(ydoc, JobTemplate)
         out = io.StringIO()
         yaml.dump(ydoc, out)
-        return out.getvalue()
+        return header + out.getvalue()
     # TOML is kept as written: tomlkit round-trips it exactly, and moving TOML tables around
     # would separate comments from what they describe.
     return tomlkit.dumps(tomlkit.parse(text))
+
+
+def _split_header(text: str) -> tuple[str, str]:
+    """Comments before a `---` line: ruamel drops them, so they are kept aside verbatim."""
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped == "---" or stripped.startswith("--- "):
+            return "".join(lines[: i + 1]), "".join(lines[i + 1 :])
+        if stripped and not stripped.startswith("#"):
+            break
+    return "", text
 
 
 def _rt_yaml() -> YAML:
@@ -82,11 +95,55 @@ def _rewrite(node: Any, model: Any) -> None:
     keys = sorted(node, key=lambda k: (order.get(k, len(order)), list(node).index(k)))
     if keys != list(node):
         if isinstance(node, CommentedMap):
+            if _has_comments(node):
+                # ruamel ties a full-line comment to the key *before* it; moving keys would
+                # carry comments away from what they describe. Keep the order, keep the meaning.
+                return
             for key in keys:
                 node.move_to_end(key)
         else:
             items = [(k, node.pop(k)) for k in keys]
             node.update(items)
+
+
+def _has_comments(node: CommentedMap) -> bool:
+    """True when a full-line comment sits between two keys of `node` (or at the end of a value).
+
+    End-of-line comments and comments before a key's value move with their key; a full-line
+    comment between keys is stored on the key *before* it, so reordering would misplace it.
+    """
+    for key in node:
+        entry = node.ca.items.get(key)
+        if entry and len(entry) > 2 and _line_comment(entry[2]):
+            return True
+        if _trailing_comment(node[key]):
+            return True
+    return False
+
+
+def _line_comment(token: Any) -> bool:
+    tokens = token if isinstance(token, list) else [token]
+    for t in tokens:
+        value = getattr(t, "value", "") or ""
+        rest = value.split("\n", 1)[1] if "\n" in value else ""
+        if "#" in rest or (value.startswith("\n") and "#" in value):
+            return True
+    return False
+
+
+def _trailing_comment(value: Any) -> bool:
+    if isinstance(value, CommentedMap) and value:
+        last = list(value)[-1]
+        entry = value.ca.items.get(last)
+        if entry and len(entry) > 2 and _line_comment(entry[2]):
+            return True
+        return _trailing_comment(value[last])
+    if isinstance(value, CommentedSeq) and value:
+        entry = value.ca.items.get(len(value) - 1)
+        if entry and _line_comment(entry[0] if entry[0] is not None else (entry[1:] or [None])[0]):
+            return True
+        return _trailing_comment(value[-1])
+    return False
 
 
 def _rename(node: dict[str, Any], cls: type[BaseModel]) -> None:

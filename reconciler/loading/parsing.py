@@ -231,60 +231,64 @@ def _parse_yaml_fast(text: str) -> Any:
             node = loader.get_node()
             if loader.check_node():
                 return _SLOW  # several documents: the careful path words the error
-            doc, count = _build(loader, node)
+            builder = _TreeBuilder(loader)
+            doc = builder.build(node)
         finally:
             loader.dispose()
+            loader.__dict__.clear()  # it refers to itself as parser, resolver...: break the cycle
     except Exception:  # noqa: BLE001 - any doubt at all: the careful path decides, and words it
         return _SLOW
-    if count > MAX_NODES:
+    if builder.count > MAX_NODES:
         return _SLOW  # check_size words the error
     return doc
 
 
-def _build(loader: Any, root: Any) -> tuple[Any, int]:
-    """A plain tree of maps, sequences and scalars -> Python values, and how many values.
+class _TreeBuilder:
+    """Nodes of a plain tree of maps, sequences and scalars -> Python values, counted.
 
     Every collection node may be visited once: a second visit is an alias (shared or recursive
-    data), which the careful path handles with `check_size`. With no sharing, the count is
-    exactly what `check_size` would count.
+    data), which the careful path handles with `check_size`. With no sharing, `count` is
+    exactly what `check_size` counts. (A class, not a recursive closure: a closure that calls
+    itself is a reference cycle, and the loader it holds would wait for the cyclic collector.)
     """
-    seen: set[int] = set()
-    count = 0
-    scalars = _SCALARS
 
-    def build(node: Any) -> Any:
-        nonlocal count
-        count += 1
+    __slots__ = ("count", "loader", "seen")
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def build(self, node: Any) -> Any:
+        self.count += 1
         tag = node.ctag
         if tag is _STR:
             return node.value
         if tag is _MAP:
-            if id(node) in seen:
+            if id(node) in self.seen:
                 raise _Unusual
-            seen.add(id(node))
+            self.seen.add(id(node))
             mapping: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key_tag = key_node.ctag
                 if key_tag is _STR:
                     key = key_node.value
-                elif id(key_tag) in scalars and type(key_node) is ScalarNode:
-                    key = scalars[id(key_tag)](loader, key_node)
+                elif id(key_tag) in _SCALARS and type(key_node) is ScalarNode:
+                    key = _SCALARS[id(key_tag)](self.loader, key_node)
                 else:
                     raise _Unusual  # merge keys, `=` keys, tagged or complex keys
                 if key in mapping:
                     raise _Unusual  # a duplicate: ruamel's error says where
-                mapping[key] = build(value_node)
+                mapping[key] = self.build(value_node)
             return mapping
         if tag is _SEQ:
-            if id(node) in seen:
+            if id(node) in self.seen:
                 raise _Unusual
-            seen.add(id(node))
-            return [build(child) for child in node.value]
-        if id(tag) in scalars and type(node) is ScalarNode:
-            return scalars[id(tag)](loader, node)
+            self.seen.add(id(node))
+            return [self.build(child) for child in node.value]
+        if id(tag) in _SCALARS and type(node) is ScalarNode:
+            return _SCALARS[id(tag)](self.loader, node)
         raise _Unusual  # explicit tags (!!set, !!omap, !custom...)
-
-    return build(root), count
 
 
 def _quoted_key(message: str) -> str:

@@ -126,13 +126,6 @@ def test_yaml_fmt_keeps_comments_and_renames_legacy_keys(repo: Path) -> None:
     assert hashes(repo, "jobs.d/cleanup.yaml") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/loading/formatting.py reorders keys with CommentedMap.move_to_end, "
-    "but ruamel stores a full-line comment as trailing the *previous* key, so a comment written "
-    "above a key ends up above whatever key now precedes it (e.g. '# the group' above "
-    "executionType instead of groups)",
-)
 def test_yaml_fmt_keeps_a_comment_above_the_key_it_describes(repo: Path) -> None:
     build_file_tree(
         repo,
@@ -237,12 +230,6 @@ def test_fmt_refuses_unparsable_files_and_writes_nothing(repo: Path) -> None:
     assert (repo / "jobs.d/good.json").read_text(encoding="utf-8") == MESSY_JSON
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli/commands/files.py fmt() reports a JSON duplicate key at 1:1 (ParseError "
-    "line 0 -> `exc.line or 1`), where `courier validate` finds the real line via "
-    "positions.json_positions",
-)
 def test_fmt_locates_a_json_duplicate_key(repo: Path) -> None:
     text = '{\n  "name": "a",\n  "name": "b"\n}\n'
     build_file_tree(repo, {"jobs.d/dup.json": text})
@@ -252,12 +239,6 @@ def test_fmt_locates_a_json_duplicate_key(repo: Path) -> None:
     assert (problem.line, problem.column) == (3, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/loading/formatting.py drops a comment written before the YAML "
-    "document start marker `---` (ruamel's round-trip loader discards it; fmt would have to "
-    "carry the leading comment block over itself)",
-)
 def test_yaml_fmt_keeps_a_comment_before_the_document_start(repo: Path) -> None:
     build_file_tree(repo, {"jobs.d/a.yaml": "# file header\n---\n" + COMMENTED_YAML})
     proc = run_courier_forked("--repo", repo, "fmt", cwd=repo)

@@ -281,12 +281,6 @@ def test_warnings_alone_do_not_fail(repo: Path) -> None:
     assert "legacy command list" in warning.rest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli/commands/files.py validate() prints the warnings, then raise_for_errors() "
-    "raises ValidationFailed carrying *all* problems and cli/errors.py prints them again: every "
-    "warning appears twice on stderr when a run also has errors",
-)
 def test_each_problem_is_printed_once(repo: Path) -> None:
     legacy = GOOD_YAML.replace("command:\n        linux: [uptime]", "command: [uptime]")
     build_file_tree(

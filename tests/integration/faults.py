@@ -11,7 +11,9 @@ import collections
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -171,10 +173,28 @@ def _timed_apply(
     return duration, window, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+class Lifetime:
+    """How long one full apply takes right now: the median of the latest full applies timed by
+    the trials (the machine's load changes during a campaign, and kill points follow it)."""
+
+    def __init__(self, first: float, keep: int = 7) -> None:
+        self._recent: collections.deque[float] = collections.deque([first], maxlen=keep)
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._recent.append(seconds)
+
+    def current(self) -> float:
+        with self._lock:
+            return statistics.median(self._recent)
+
+
 @dataclass(frozen=True)
 class Outcome:
-    delay: float
-    landed: str  # "before" | "during" | "after" | "finished" (exited before the kill)
+    point: float  # where the kill was aimed, as a fraction of an apply's lifetime
+    delay: float  # seconds after the start
+    landed: str  # "before" | "during" | "after" (the commit) | "finished" (exited before the kill)
     state: str  # "before" | "after" | "neither"
     converged: bool
     detail: str = ""
@@ -184,12 +204,21 @@ class Outcome:
         return self.state in ("before", "after") and self.converged and not self.detail
 
 
-def trial(scenario: Scenario, workdir: Path, delay: float, *, check_plan: bool = True) -> Outcome:
-    """Start an apply on a copy of the seed state, SIGKILL it after `delay` s, check, rerun."""
+def trial(
+    scenario: Scenario,
+    workdir: Path,
+    point: float,
+    lifetime: Lifetime,
+    *,
+    check_plan: bool = True,
+) -> Outcome:
+    """Start an apply on a copy of the seed state, SIGKILL it at `point` of its expected
+    lifetime, check the state, rerun the apply and check that it converged."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "state.db"
     copy_db(scenario.seed, db)
     url = sqlite_url(db)
+    delay = point * lifetime.current()
     proc = scenario.repo.popen("--state", url, "apply")
     time.sleep(delay)
     finished = proc.poll() is not None
@@ -217,7 +246,10 @@ def trial(scenario: Scenario, workdir: Path, delay: float, *, check_plan: bool =
     if check != "ok":
         problems.append(f"integrity_check: {check}")
 
+    started = time.monotonic()
     rerun = scenario.repo.courier("--state", url, "apply", timeout=300)
+    if state == "before" and rerun.returncode == 0:
+        lifetime.observe(time.monotonic() - started)  # it did the whole apply
     converged = rerun.returncode == 0 and snapshot(db) == scenario.after
     if rerun.returncode != 0:
         problems.append(f"the rerun failed:\n{describe(rerun)}")
@@ -230,7 +262,7 @@ def trial(scenario: Scenario, workdir: Path, delay: float, *, check_plan: bool =
             problems.append(f"plan after the rerun:\n{describe(plan)}")
     if not problems:  # a failed trial keeps its state file for a post-mortem
         shutil.rmtree(workdir, ignore_errors=True)
-    return Outcome(delay, landed, state, converged, "\n".join(problems))
+    return Outcome(point, delay, landed, state, converged, "\n".join(problems))
 
 
 def _which(scenario: Scenario, state: Snapshot) -> str:
@@ -241,19 +273,18 @@ def _which(scenario: Scenario, state: Snapshot) -> str:
     return "neither"
 
 
-def delays(
+def kill_points(
     scenario: Scenario, count: int, rng: random.Random, targeted: float = 0.3
 ) -> list[float]:
-    """Kill delays spread over 0 .. 1.2x an apply's lifetime; a `targeted` share of them falls in
-    (and just around) the transaction window measured while preparing, where kills matter most."""
-    spread = 1.2 * scenario.duration
+    """Where to kill, as fractions of an apply's lifetime: spread over 0 .. 1.2, with a
+    `targeted` share in (and just around) the transaction window measured while preparing."""
     out = []
     for _ in range(count):
         if scenario.window is not None and rng.random() < targeted:
-            low, high = scenario.window
+            low, high = (t / scenario.duration for t in scenario.window)
             out.append(max(0.0, rng.uniform(low - 0.05, high + 0.05)))
         else:
-            out.append(rng.uniform(0.0, spread))
+            out.append(rng.uniform(0.0, 1.2))
     return out
 
 
@@ -286,26 +317,29 @@ class Report:
 def campaign(
     scenario: Scenario,
     workdir: Path,
-    kill_delays: Iterable[float],
+    points: Iterable[float],
     *,
     workers: int = 2,
     plan_every: int = 1,
     progress: Callable[[int, Outcome], None] | None = None,
 ) -> Report:
-    """Run one trial per delay, `workers` at a time. Every trial compares the rerun's state with
-    the reference after-state (which `prepare` proved converged with a real `plan`); every
+    """Run one trial per kill point, `workers` at a time. Every trial compares the rerun's state
+    with the reference after-state (which `prepare` proved converged with a real `plan`); every
     `plan_every`-th trial also runs `plan --detailed-exitcode` itself."""
-    report = Report()
-    jobs = list(enumerate(kill_delays))
+    lifetime = Lifetime(scenario.duration)
 
     def one(item: tuple[int, float]) -> Outcome:
-        index, delay = item
-        check_plan = index % plan_every == 0
-        outcome = trial(scenario, workdir / f"trial-{index:04d}", delay, check_plan=check_plan)
+        index, point = item
+        outcome = trial(
+            scenario,
+            workdir / f"trial-{index:04d}",
+            point,
+            lifetime,
+            check_plan=index % plan_every == 0,
+        )
         if progress is not None:
             progress(index, outcome)
         return outcome
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        report.outcomes.extend(pool.map(one, jobs))
-    return report
+        return Report(list(pool.map(one, enumerate(points))))

@@ -7,11 +7,14 @@ create each job once and leave a converged state; one started while the lock is 
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,12 +134,30 @@ def test_apply_while_the_lock_is_held_names_the_holder(git_repo: GitRepo, state_
     assert "late" in git_repo.store(state_url).read().jobs
 
 
+def wait_until_connected(pid: int, timeout: float = 60) -> None:
+    """Wait until process `pid` has the state database open: its SQLite file or a socket (the
+    only sockets courier opens are to PostgreSQL). Linux /proc; elsewhere just wait a while."""
+    fds = Path(f"/proc/{pid}/fd")
+    if not fds.is_dir():
+        time.sleep(5)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            targets = [os.readlink(fd) for fd in fds.iterdir()]
+            if any(t.endswith("state.db") or t.startswith("socket:") for t in targets):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"courier (pid {pid}) never opened the state database")
+
+
 def test_apply_waits_for_a_short_lock(git_repo: GitRepo, state_url: str) -> None:
     jobs_repo(git_repo, 3)
     with lock_held(git_repo, state_url) as release:
         proc = git_repo.popen("--state", state_url, "apply", "--lock-timeout", "60")
-        # Let it start and queue behind the lock, then let go.
-        time.sleep(2.0)
+        # Let it reach the state and queue behind the lock, then let go.
+        wait_until_connected(proc.pid)
+        time.sleep(1.5)
         assert proc.poll() is None, "apply did not wait for the lock"
         release.set()
         result = collect(proc)

@@ -5,70 +5,29 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.exc import StatementError
 
 from reconciler.errors import LockTimeout, NotFound, StateError, UsageError
-from reconciler.model.canonical import spec_hash
 from reconciler.model.enums import InstanceStatus, JobStatus
 from reconciler.ports import (
     JobVersion,
     JournalEntry,
-    NewJob,
     StateStore,
     StateWriter,
-    StoredJob,
 )
 from state import DuplicateJobName, DuplicateOccurrence, SqlStateStore
 from state.migrating import current_revision, head_revision
 from state.tables import INSTANCES, JOB_VERSIONS, JOBS, metadata
 from state.writer import SqlStateWriter
 from tests.state.conftest import StoreFactory
-
-T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
-CET = timezone(timedelta(hours=2))
-
-
-def spec(name: str, command: str = "echo hi", **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "description": 'ünïcode ✓ and "quotes"',
-        "scheduleRule": "immediate",
-        "actions": {"steps": [{"command": {"linux": [command]}, "retryCount": 2}]},
-        "target": {"groups": [{"nodeListType": "nodes", "nodeIdentifiers": ["a", "b"]}]},
-        "weights": [1, 2.5, None, True],
-        **extra,
-    }
-
-
-def version(s: dict[str, Any], at: datetime = T0, commit: str | None = "c0ffee") -> JobVersion:
-    return JobVersion(s, spec_hash(s), f"jobs.d/{s['name']}.json", commit, "blob1", at)
-
-
-def new_job(name: str, at: datetime = T0, nxt: datetime | None = None) -> NewJob:
-    return NewJob(str(uuid.uuid4()), name, True, f"jobs.d/{name}.json", at, nxt)
-
-
-def add_jobs(store: SqlStateStore, *names: str) -> dict[str, StoredJob]:
-    def mutation(writer: StateWriter) -> None:
-        for name in names:
-            writer.insert_job(new_job(name), version(spec(name)))
-
-    store.write(mutation, lock_timeout=5, holder="test")
-    return store.read().jobs
-
-
-def count_rows(store: SqlStateStore, table: Any) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.scalar(select(func.count()).select_from(table)) or 0)
-
+from tests.state.helpers import CET, T0, add_jobs, count_rows, new_job, spec, version
 
 # -- jobs and versions ---------------------------------------------------------------------
 
