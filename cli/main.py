@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from cli.commands import chef, files, init, jobs, nodes, reconcile, serve
+from cli.commands import chef, files, init, jobs, nodes, reconcile, report, serve
 from cli.config import read_config, setting
 from cli.context import Options
 from cli.errors import guarded
@@ -61,6 +61,7 @@ reconcile.register(app)
 jobs.register(app)
 nodes.register(app)
 chef.register(app)
+report.register(app)
 serve.register(app)
 
 

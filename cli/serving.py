@@ -302,9 +302,10 @@ def _page(
 
 class _Handler(BaseHTTPRequestHandler):
     api: Api  # set on the subclass `make_server` builds
-    server_version = f"courier/{__version__}"
-    sys_version = ""
     timeout = 30  # seconds a client may take to send its request: a stalled one cannot pin a thread
+
+    def version_string(self) -> str:
+        return f"courier/{__version__}"
 
     def do_GET(self) -> None:
         self._answer()

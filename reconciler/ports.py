@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from reconciler.model.enums import InstanceStatus, JobStatus, RunStatus, StepStatus
 
@@ -218,3 +218,36 @@ def evidence_key(run_id: str, step_number: int, attempt_no: int) -> str:
         f"run/{run_id}/step/{step_number}/attempt/{attempt_no}/"
         f"evidence-run-{run_id}-step-{step_number}-attempt-{attempt_no}.zip"
     )
+
+
+# --- fleet mode (DESIGN.md §5): runs of `agent` nodes are offered, then claimed by runners -------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run a runner now holds the lease of, with what it needs to execute it."""
+
+    run: StoredRun
+    instance: StoredInstance
+    job_name: str
+    spec: dict[str, Any]
+    lease_expires_at: datetime
+
+
+@runtime_checkable
+class FleetStore(Protocol):
+    """Runs of agent nodes: the orchestrator offers them (by the group rules), each node's runner
+    claims its own with `FOR UPDATE SKIP LOCKED` and holds a lease it renews by heartbeat."""
+
+    def offer_runs(self, run_ids: Sequence[str], at: datetime) -> list[str]: ...
+    # pending -> offered (still status pending, `offered_at` set); returns the ids offered
+    def claim_run(
+        self, node_id: str, owner: str, lease_seconds: float, at: datetime
+    ) -> ClaimedRun | None: ...
+    # one offered run of this node, or a running one whose lease expired (its runner died),
+    # -> running with lease (owner, at + lease_seconds); None when there is nothing to do
+    def renew_lease(self, run_id: str, owner: str, lease_seconds: float, at: datetime) -> bool: ...
+    # False when the lease is lost: the run was canceled, timed out, or claimed by another owner
+    def release_run(self, record: RunRecord, owner: str) -> bool: ...
+    # record_runs for one run, only if `owner` still holds its lease; False otherwise
+    def run_statuses(self, run_ids: Sequence[str]) -> dict[str, RunStatus]: ...

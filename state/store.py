@@ -35,6 +35,7 @@ from reconciler.ports import (
 from state import execution, nodes, queries
 from state.engine import begin_immediate, describe, open_engine
 from state.errors import DuplicateJobName
+from state.fleet import FleetMethods
 from state.locking import lock_for_write
 from state.migrating import migrate
 from state.nodes import NodeDeclaration, StoredNode
@@ -45,7 +46,7 @@ T = TypeVar("T")
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
 
-class SqlStateStore:
+class SqlStateStore(FleetMethods):
     """The state store on an engine from `state.engine.open_engine` (migrated on first use)."""
 
     def __init__(self, engine: Engine, *, auto_migrate: bool = True) -> None:

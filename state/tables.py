@@ -114,6 +114,8 @@ class RunRow(Base, table=True):
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
     reason: str | None = None
+    # Fleet mode (migration 0003): when the orchestrator offered the run to its node's runner.
+    offered_at: datetime | None = Field(default=None, sa_type=UtcDateTime())
 
 
 class StepRow(Base, table=True):

@@ -59,7 +59,12 @@ def _serve_until_signal(server: ThreadingHTTPServer, bound: str, links: str) -> 
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    loop = threading.Thread(target=server.serve_forever, name="courier-serve", daemon=True)
+    loop = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.1},
+        name="courier-serve",
+        daemon=True,
+    )
     loop.start()
     try:
         warn(f"courier serve: listening on {bound}; links use {links}")

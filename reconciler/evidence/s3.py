@@ -68,7 +68,9 @@ class S3EvidenceStore:
 def _default_client() -> S3Client:
     try:
         boto3 = importlib.import_module("boto3")
+        config = importlib.import_module("botocore.config")
     except ImportError as exc:
         raise CourierError("the S3 evidence store needs boto3: pip install 'courier[s3]'") from exc
-    client: S3Client = boto3.client("s3")
+    # Signature V4 for the presigned URLs: every region accepts it, newer ones accept only it.
+    client: S3Client = boto3.client("s3", config=config.Config(signature_version="s3v4"))
     return client

@@ -46,6 +46,9 @@ def collect_files(root: Path, limit: int = FILES_LIMIT) -> LeftFiles:
             path = base / name
             rel = path.relative_to(root).as_posix()
             info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                left.skipped.append(f"{rel}: a symbolic link")
+                continue
             if not stat.S_ISREG(info.st_mode):
                 left.skipped.append(f"{rel}: not a regular file")
                 continue

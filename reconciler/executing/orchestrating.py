@@ -18,6 +18,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Protocol
 
+from reconciler.errors import CourierError
 from reconciler.executing.running import RunContext, RunOutcome, execute_run
 
 from reconciler.model.enums import ExecutionType, InstanceStatus, RunStatus, StepStatus
@@ -27,6 +28,7 @@ from reconciler.ports import (
     Clock,
     EvidenceStore,
     ExecutionStore,
+    FleetStore,
     RunRecord,
     StepResult,
     StoredInstance,
@@ -121,6 +123,7 @@ class _Instance:
         self.job = JobTemplate.model_validate(ex.store.instance_spec(instance))
         self.runs = ex.store.runs(instance.id)
         self.status: dict[str, RunStatus] = {r.id: r.status for r in self.runs}
+        self.remote: dict[Future[RunRecord], StoredRun] = {}
         self.lock = threading.Lock()
 
     def execute(self) -> InstanceOutcome:
@@ -210,10 +213,14 @@ class _Instance:
                 pending = []
                 break
             done, _ = wait(
-                list(in_flight), timeout=min(remaining, 0.5), return_when=FIRST_COMPLETED
+                list(in_flight),
+                timeout=min(remaining, 0.5 if not self.remote else 0.2),
+                return_when=FIRST_COMPLETED,
             )
+            self._poll_remote()
+            done = {f for f in in_flight if f.done()}
             if done:
-                self._record([f.result() for f in done])
+                self._record([r for r in (f.result() for f in done) if r is not None])
                 for f in done:
                     run, _event = in_flight.pop(f)
                     self.ex.progress.run_finished(self.instance, run, self.status[run.id])
@@ -235,6 +242,21 @@ class _Instance:
         in_flight: dict[Future[RunRecord], tuple[StoredRun, threading.Event]],
     ) -> None:
         now = self.ex.clock.now()
+        remote = [r for r in batch if self._is_agent(r)]
+        if remote:
+            # Fleet mode: offer the runs; each node's `courier runner` claims and executes them.
+            offered = set(self._fleet().offer_runs([r.id for r in remote], now))
+            for run in remote:
+                if run.id not in offered:
+                    self.status[run.id] = RunStatus.CANCELED
+                    continue
+                self.status[run.id] = RunStatus.PENDING
+                future: Future[RunRecord] = Future()
+                self.remote[future] = run
+                in_flight[future] = (run, threading.Event())
+        batch = [r for r in batch if not self._is_agent(r)]
+        if not batch:
+            return
         started = set(self.ex.store.start_runs([r.id for r in batch], now))
         for run in batch:
             if run.id not in started:  # canceled meanwhile (jobs cancel, a new version)
@@ -243,6 +265,32 @@ class _Instance:
             self.status[run.id] = RunStatus.RUNNING
             event = threading.Event()
             in_flight[self.pool.submit(self._execute, run, event)] = (run, event)
+
+    def _is_agent(self, run: StoredRun) -> bool:
+        node = self.ex.inventory.node(run.node_id)
+        return node is not None and node.transport is Transport.AGENT
+
+    def _fleet(self) -> FleetStore:
+        store = self.ex.store
+        if not isinstance(store, FleetStore):
+            raise CourierError("agent nodes need a state store that supports fleet mode")
+        return store
+
+    def _poll_remote(self) -> None:
+        """Resolve the futures of offered runs that their runners have finished."""
+        if not self.remote:
+            return
+        statuses = self._fleet().run_statuses([r.id for r in self.remote.values()])
+        for future, run in list(self.remote.items()):
+            status = statuses.get(run.id)
+            if status in TERMINAL:
+                with self.lock:
+                    self.status[run.id] = status
+                del self.remote[future]
+                future.set_result(None)  # type: ignore[arg-type]  # recorded by the runner
+            elif status is RunStatus.RUNNING:
+                with self.lock:
+                    self.status[run.id] = status
 
     def _execute(self, run: StoredRun, cancel: threading.Event) -> RunRecord:
         ex = self.ex
@@ -298,6 +346,8 @@ class _Instance:
                     self.status[run.id] = RunStatus.CANCELED
 
     def _record(self, records: list[RunRecord]) -> None:
+        if not records:
+            return
         self.ex.store.record_runs(records)
         with self.lock:
             for r in records:
@@ -315,8 +365,9 @@ class _Instance:
         self._end(ids, RunStatus.TIMEOUT, reason)
         for _run, event in in_flight.values():
             event.set()  # stop the steps; their late results may still replace `timeout`
-        done, _ = wait(list(in_flight), timeout=10)
-        late = [f.result() for f in done]
+        local = [f for f in in_flight if f not in self.remote]
+        done, _ = wait(local, timeout=10)
+        late = [r for r in (f.result() for f in done) if r is not None]
         if late:
             self.ex.store.record_runs(late)
 

@@ -21,7 +21,7 @@ from reconciler.executing.masking import Masker, secret_name
 from reconciler.executing.preflight import missing_reason, resolve_expected, skill_problem
 from reconciler.executing.substitution import UnknownVariable, as_text, render, verbatim
 from reconciler.interpreters import REGISTRY
-from reconciler.interpreters.base import Interpreter, Quote, StepCall, StepRefused
+from reconciler.interpreters.base import Interpreter, Prepared, Quote, StepCall, StepRefused
 from reconciler.model.enums import FailureAction, RunStatus, StepStatus
 from reconciler.model.job import Step
 from reconciler.nodes.inventory import Node
@@ -119,7 +119,35 @@ class _Runner:
         )
 
     def _step(self, number: int, step: Step) -> StepResult:
-        interpreter = self.registry.get(step.interpreter.name)
+        ready = self._ready(number, step)
+        if isinstance(ready, StepResult):
+            return ready  # skipped, or refused before anything ran
+        interpreter, prepared, inputs_json = ready
+        attempts: list[AttemptResult] = []
+        outputs: dict[str, str] = {}
+        for attempt_no in range(1, step.retryCount + 2):
+            if attempt_no > 1 and not self._pause(step, attempt_no - 1):
+                reason = f"canceled while waiting to retry; {attempts[-1].reason}"
+                return self._result(
+                    number, step, StepStatus.CANCELED, reason, attempts, inputs_json
+                )
+            which = Attempt(number, step, attempt_no, interpreter, prepared)
+            attempt, outputs = run_attempt(self.call, which, self.cancel)
+            attempts.append(attempt)
+            if attempt.status is not StepStatus.FAILURE:
+                break
+        status, reason = attempts[-1].status, attempts[-1].reason
+        if status is StepStatus.FAILURE:
+            status = self._failed(step)
+            if len(attempts) > 1:
+                reason = f"{reason} (after {len(attempts)} attempts)"
+        if status in (StepStatus.SUCCESS, StepStatus.IGNORED):
+            self.context.update(outputs)
+        outputs_json = self.masker.json(dict(outputs))
+        return self._result(number, step, status, reason, attempts, inputs_json, outputs_json)
+
+    def _ready(self, number: int, step: Step) -> tuple[Interpreter, Prepared, str] | StepResult:
+        """The step's interpreter, prepared step and inputs JSON; or its result if it won't run."""
         expected = resolve_expected(step.expectedInputs, self.context)
         for value in expected.sensitive:
             self.masker.add(value)
@@ -132,6 +160,7 @@ class _Runner:
         except StepRefused as exc:
             return self._refused(number, step, exc.reason, "{}")
         inputs_json = self.masker.json({**expected.values, **inputs})
+        interpreter = self.registry.get(step.interpreter.name)
         if interpreter is None:
             known = ", ".join(sorted(self.registry))
             why = f"no interpreter named {step.interpreter.name} here (known: {known})"
@@ -147,32 +176,7 @@ class _Runner:
         problem = skill_problem(step.interpreter.name, step.interpreter.skill, node.id, node.skills)
         if problem is not None:
             return self._refused(number, step, problem, inputs_json)
-
-        attempts: list[AttemptResult] = []
-        outputs: dict[str, str] = {}
-        for attempt_no in range(1, step.retryCount + 2):
-            if attempt_no > 1 and not self._pause(step, attempt_no - 1):
-                reason = f"canceled while waiting to retry; {attempts[-1].reason}"
-                return self._result(
-                    number, step, StepStatus.CANCELED, reason, attempts, inputs_json
-                )
-            which = Attempt(number, step, attempt_no, interpreter, prepared)
-            attempt, outputs = run_attempt(self.call, which, self.cancel)
-            attempts.append(attempt)
-            if attempt.status is not StepStatus.FAILURE:
-                break
-        last = attempts[-1]
-        if last.status is StepStatus.FAILURE:
-            status = self._failed(step)
-            reason = (
-                last.reason if len(attempts) == 1 else f"{last.reason} (attempt {len(attempts)})"
-            )
-        else:
-            status, reason = last.status, last.reason
-        if status in (StepStatus.SUCCESS, StepStatus.IGNORED):
-            self.context.update(outputs)
-        outputs_json = self.masker.json(dict(outputs))
-        return self._result(number, step, status, reason, attempts, inputs_json, outputs_json)
+        return interpreter, prepared, inputs_json
 
     def _inputs(self, step: Step, seen: Mapping[str, str]) -> dict[str, str]:
         inputs = {}

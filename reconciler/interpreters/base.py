@@ -102,6 +102,11 @@ def skill_name(interpreter_name: str) -> str:
     return interpreter_name.rsplit("/", 1)[-1]
 
 
+def argv_lines(prefix: Sequence[str], lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """One argv per command line: `[*prefix, line]` (the line is one argument, never pasted)."""
+    return tuple((*prefix, line) for line in lines)
+
+
 def run_commands(prepared: Prepared, launch: Launch) -> Execution:
     """Run `prepared.argvs` one after another; the first non-zero exit ends the attempt.
 
@@ -220,8 +225,3 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def argv_lines(prefix: Sequence[str], lines: Sequence[str]) -> tuple[tuple[str, ...], ...]:
-    """One argv per command line: `[*prefix, line]` (the line is one argument, never pasted)."""
-    return tuple((*prefix, line) for line in lines)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import ruamel.yaml.main
 from ruamel.yaml import YAML
 from ruamel.yaml.compat import _DEFAULT_YAML_VERSION
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.main import CParser
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver, implicit_resolvers
 from ruamel.yaml.tag import Tag
@@ -94,7 +94,7 @@ _SLOW: Any = object()  # "the fast path cannot tell; parse carefully"
 
 
 def _parse_json_fast(text: str) -> Any:
-    """`json.loads` without a Python hook per object (2x faster), or _SLOW.
+    """`json.loads` without a Python hook per object (~15% faster, bench/RESULTS.md), or _SLOW.
 
     Duplicate keys are found by counting colons. Outside strings a colon only ever ends a key,
     and orjson's compact re-dump writes every colon inside a string as it is; so the file has
@@ -182,15 +182,27 @@ def _implicit_table() -> tuple[dict[str, list[tuple[Tag, re.Pattern[str]]]], dic
 _IMPLICIT, _SCALARS = _implicit_table()
 
 
-class _FastResolver(VersionedResolver):  # type: ignore[misc]
+CParser: Any = getattr(ruamel.yaml.main, "CParser", None)  # None without ruamel.yaml.clib
+_RESOLVED: dict[str, Tag] = {}  # plain scalar -> its tag; keys and enum values repeat a lot
+
+
+class _FastResolver(VersionedResolver):
     processing_version = _VERSION
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is ScalarNode:
             if implicit[0]:
-                for tag, pattern in _IMPLICIT.get(value[0] if value else "", ()):
+                tag = _RESOLVED.get(value)
+                if tag is not None:
+                    return tag
+                tag = _STR
+                for candidate, pattern in _IMPLICIT.get(value[0] if value else "", ()):
                     if pattern.match(value):
-                        return tag
+                        tag = candidate
+                        break
+                if len(_RESOLVED) < 4096 and len(value) <= 64:
+                    _RESOLVED[value] = tag
+                return tag
             return _STR
         if kind is SequenceNode:
             return _SEQ
@@ -236,7 +248,7 @@ def _parse_yaml_fast(text: str) -> Any:
         finally:
             loader.dispose()
             loader.__dict__.clear()  # it refers to itself as parser, resolver...: break the cycle
-    except Exception:  # noqa: BLE001 - any doubt at all: the careful path decides, and words it
+    except Exception:  # any doubt at all: the careful path decides, and words the error
         return _SLOW
     if builder.count > MAX_NODES:
         return _SLOW  # check_size words the error

@@ -108,8 +108,8 @@ def test_runs_are_created_with_the_instance_and_counted(store: SqlStateStore) ->
     def fresh(writer: StateWriter) -> str:
         other = new_job("fresh")
         writer.insert_job(other, version(spec("fresh")))
-        writer.create_instance(other.id, 1, T0, T0, [Assignment("r-f", "n", 0)])
-        writer.create_instance(other.id, 1, T1, T0)
+        writer.create_instance(other.id, 1, T0, T1, [Assignment("r-f", "n", 0)])
+        writer.create_instance(other.id, 1, T1, T1)
         return other.id
 
     fresh_id = store.write(fresh, lock_timeout=5, holder="test")
@@ -118,10 +118,10 @@ def test_runs_are_created_with_the_instance_and_counted(store: SqlStateStore) ->
     assert len(opened) == 5 and opened[0].id == instance_id
     assert [(i.created_at, i.scheduled_for) for i in opened] == [
         (T0, T0),
-        (T0, T0),
-        (T0, T1),
         (T0, T1),
         (T0, T2),
+        (T1, T0),
+        (T1, T1),
     ]
 
 

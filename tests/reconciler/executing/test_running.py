@@ -73,7 +73,7 @@ def test_evidence_holds_result_command_and_left_files(runner: Runner) -> None:
     assert result["endedAt"] == "2026-01-02T03:04:05.003Z"
     assert result["durationSeconds"] == 0.001
     assert result["notes"] == ["limits.cores not enforced on this platform"]
-    assert result["skippedFiles"] == ["link: not a regular file"]
+    assert result["skippedFiles"] == ["link: a symbolic link"]
     assert json.loads(outcome.steps[0].inputs) == {"greeting": "hi there"}
 
 
@@ -111,7 +111,9 @@ def test_retry_then_fail_stops_the_run_and_reports_the_rest(runner: Runner) -> N
         [step("echo one"), step("false", "echo never", retryCount=1), step("touch third")]
     )
     assert outcome.status is RunStatus.FAILURE
-    assert outcome.reason == "step 2 (a step) failed: command line 1 exited with 1 (attempt 2)"
+    assert (
+        outcome.reason == "step 2 (a step) failed: command line 1 exited with 1 (after 2 attempts)"
+    )
     assert [s.status for s in outcome.steps] == [
         StepStatus.SUCCESS,
         StepStatus.FAILURE,
@@ -129,7 +131,7 @@ def test_retry_then_ignore_goes_on(runner: Runner) -> None:
     assert outcome.status is RunStatus.SUCCESS
     first = outcome.steps[0]
     assert (first.status, first.num_attempts) == (StepStatus.IGNORED, 2)
-    assert first.reason == "the command exited with 7 (attempt 2)"
+    assert first.reason == "the command exited with 7 (after 2 attempts)"
     assert (runner.workdir / "second").exists()
 
 
