@@ -8,7 +8,18 @@ from pathlib import Path
 
 import typer
 
-from cli.commands import chef, files, init, jobs, nodes, reconcile, report, serve
+from cli.commands import (
+    chef,
+    daemon,
+    files,
+    init,
+    jobs,
+    nodes,
+    reconcile,
+    report,
+    runner,
+    serve,
+)
 from cli.config import read_config, setting
 from cli.context import Options
 from cli.errors import guarded
@@ -63,6 +74,8 @@ nodes.register(app)
 chef.register(app)
 report.register(app)
 serve.register(app)
+runner.register(app)
+daemon.register(app)
 
 
 def run() -> None:

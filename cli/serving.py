@@ -5,6 +5,8 @@ read-only and GET-only, so a framework would add dependencies (and their CVEs) f
 `Api.respond` maps (method, request target) to a `Reply` without touching sockets, so the routing
 is plain code; `make_server` wraps it in a server. Ids are matched by strict patterns after one
 round of percent-decoding, so no request can name a file outside the evidence store.
+Only the zip downloads need a signature: the JSON API and the stable links (which mint signed
+URLs) are open to whoever reaches the server, so it listens on 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -117,7 +119,10 @@ class Api:
         if method not in _GET:
             reply = error_reply(HTTPStatus.METHOD_NOT_ALLOWED, "courier serve is read-only")
             return Reply(reply.status, reply.body, {**reply.headers, "Allow": "GET, HEAD"})
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # an absolute-form target with a broken host, like `http://[::1`
+            return error_reply(HTTPStatus.BAD_REQUEST, "malformed request target")
         # Decoded once; a second encoding (%252e) or a bad byte then fails every pattern.
         path = unquote(parts.path, errors="replace")
         try:
@@ -302,7 +307,7 @@ def _page(
 
 class _Handler(BaseHTTPRequestHandler):
     api: Api  # set on the subclass `make_server` builds
-    timeout = 30  # seconds a client may take to send its request: a stalled one cannot pin a thread
+    timeout = 10  # seconds a client may take per read or write: a stalled one cannot pin a thread
 
     def version_string(self) -> str:
         return f"courier/{__version__}"

@@ -134,7 +134,8 @@ class Schedule:
         if last_scheduled is None:
             candidates: Iterator[datetime] = iter(self.rule)
         else:
-            candidates = self.rule.xafter(_utc(last_scheduled, "last_scheduled"), inc=False)
+            last = _utc(last_scheduled, "last_scheduled")
+            candidates = fast_forward(self.rule, last).xafter(last, inc=False)
         windows = _WindowSweep(self.exceptions)
         times: list[datetime] = []
         for examined, t in enumerate(candidates, start=1):
@@ -151,7 +152,7 @@ class Schedule:
             return
         windows = _WindowSweep(self.exceptions)
         skipped = 0
-        for t in self.rule.xafter(after, inc=inclusive):
+        for t in fast_forward(self.rule, after).xafter(after, inc=inclusive):
             if not windows.covers(t):
                 yield t
             else:
@@ -179,7 +180,8 @@ class _WindowSweep:
             starts = self._starts[i]
             if starts is None:
                 # A window can hold t only if it starts after t - duration; skip older ones.
-                starts = self._starts[i] = exception.rule.xafter(t - exception.duration)
+                since = t - exception.duration
+                starts = self._starts[i] = fast_forward(exception.rule, since).xafter(since)
                 self._peek[i] = next(starts, None)
             peek = self._peek[i]
             while peek is not None and peek <= t:
@@ -189,6 +191,38 @@ class _WindowSweep:
             if latest is not None and t < latest + exception.duration:
                 covered = True
         return covered
+
+
+# dateutil's frequency constants (YEARLY=0 ... SECONDLY=6) -> the length of one period.
+_PERIOD = {
+    2: timedelta(weeks=1),
+    3: timedelta(days=1),
+    4: timedelta(hours=1),
+    5: timedelta(minutes=1),
+    6: timedelta(seconds=1),
+}
+
+
+def fast_forward(rule: rrule, to: datetime) -> rrule:
+    """The same rule re-anchored shortly before `to`, so iterating does not start at DTSTART.
+
+    dateutil always walks from DTSTART: a MINUTELY rule anchored a year ago walks half a million
+    occurrences to find the next one. Moving DTSTART by whole periods (INTERVAL x FREQ) keeps
+    every later occurrence: the lattice of candidates is unchanged, and the defaults dateutil
+    takes from DTSTART (second, minute, hour, weekday) are too. Not done with COUNT (it counts
+    from DTSTART) or for MONTHLY/YEARLY (few occurrences, and month lengths vary).
+    """
+    # dateutil keeps these only as private attributes; there is no public getter.
+    freq, interval, count = rule._freq, rule._interval, rule._count  # type: ignore[attr-defined]
+    start: datetime = rule._dtstart  # type: ignore[attr-defined]
+    period = _PERIOD.get(freq)
+    if period is None or count is not None or to <= start:
+        return rule
+    step = period * interval
+    periods = (to - start) // step - 1  # one period of slack before `to`
+    if periods <= 0:
+        return rule
+    return rule.replace(dtstart=start + step * periods)
 
 
 def _utc(value: datetime, name: str) -> datetime:

@@ -15,19 +15,28 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from reconciler.errors import NotFound
 from reconciler.model.enums import RunStatus
-from reconciler.ports import ClaimedRun, RunRecord, StoredInstance
+from reconciler.ports import ClaimedRun, RunRecord, StoredInstance, StoredRun
 from state import execution, nodes
 from state.execution import RUN_COLUMNS, to_run
-from state.queries import to_instance
 from state.tables import INSTANCES, JOBS, NODES, RUNS
 from state.types import UtcDateTime
 
 AGENT_TRANSPORT = "agent"
+INSTANCE_COLUMNS = (
+    INSTANCES.c.job_id.label("i_job_id"),
+    INSTANCES.c.job_version.label("i_job_version"),
+    INSTANCES.c.status.label("i_status"),
+    INSTANCES.c.scheduled_for.label("i_scheduled_for"),
+    INSTANCES.c.created_at.label("i_created_at"),
+    INSTANCES.c.updated_at.label("i_updated_at"),
+    INSTANCES.c.instance_type.label("i_instance_type"),
+    JOBS.c.name.label("job_name"),
+)
 
 
 class FleetMethods:
@@ -122,81 +131,114 @@ def offer_runs(conn: Connection, run_ids: Sequence[str], at: datetime) -> list[s
     return [run_id for run_id in ids if run_id in offered]
 
 
-def _claimable(node_id: str, at: datetime) -> ColumnElement[bool]:
-    """The node's runs a runner may take: offered and not started yet, or running on a lease
-    that expired (the runner holding it died or lost the database for longer than the lease)."""
-    return and_(
-        RUNS.c.node_id == node_id,
+def _at(name: str) -> Any:
+    return bindparam(name, type_=UtcDateTime())
+
+
+# Statements are built once (as `execution.RECORD_RUN` is): a runner claims every second or so,
+# and building a statement costs more Python time than the SQL costs the server.
+
+# The node's runs a runner may take: offered and not started yet, or running on a lease that
+# expired (the runner holding it died, or lost the database for longer than the lease).
+_CANDIDATE = (
+    select(RUNS.c.id)
+    .where(
+        RUNS.c.node_id == bindparam("b_node"),
         or_(
             and_(RUNS.c.status == RunStatus.PENDING, RUNS.c.offered_at.is_not(None)),
-            and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < at),
+            and_(RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_expires_at < _at("b_at")),
         ),
     )
+    .order_by(RUNS.c.offered_at, RUNS.c.id)
+    .limit(1)
+)
+_TAKE = update(RUNS).values(
+    status=RunStatus.RUNNING,
+    lease_owner=bindparam("b_owner"),
+    lease_expires_at=_at("b_expires"),
+    received_time=func.coalesce(RUNS.c.received_time, _at("b_at")),
+    last_update_time=_at("b_at"),
+)
+_WITH_INSTANCE = INSTANCES.join(JOBS, JOBS.c.id == INSTANCES.c.job_id)
+
+# PostgreSQL: one statement, one round trip. Pick the oldest offer, skipping rows that other
+# runners' claims hold locked (never waiting for them), take it, and read its instance and job.
+_PG_CLAIMED = (
+    _TAKE.where(RUNS.c.id == _CANDIDATE.with_for_update(skip_locked=True).scalar_subquery())
+    .returning(*RUN_COLUMNS)
+    .cte("claimed")
+)
+PG_CLAIM = select(_PG_CLAIMED, *INSTANCE_COLUMNS).select_from(
+    _PG_CLAIMED.join(_WITH_INSTANCE, INSTANCES.c.id == _PG_CLAIMED.c.instance_id)
+)
+# SQLite: the same in three statements; the store's BEGIN IMMEDIATE holds the only write lock.
+SQLITE_TAKE = _TAKE.where(RUNS.c.id == bindparam("b_id"))
+SQLITE_READ = (
+    select(*RUN_COLUMNS, *INSTANCE_COLUMNS)
+    .select_from(RUNS.join(_WITH_INSTANCE, INSTANCES.c.id == RUNS.c.instance_id))
+    .where(RUNS.c.id == bindparam("b_id"))
+)
+
+_HELD = and_(
+    RUNS.c.id == bindparam("b_id"),
+    RUNS.c.status == RunStatus.RUNNING,
+    RUNS.c.lease_owner == bindparam("b_owner"),
+)
+RENEW = (
+    update(RUNS)
+    .where(_HELD)
+    .values(lease_expires_at=_at("b_expires"), last_update_time=_at("b_at"))
+)
+# Checking the lease and ending it is one UPDATE, which also locks the row: a concurrent
+# `end_runs` (group timeout, cancel) waits for the release to commit and then finds the run
+# finished, or went first and the release is refused.
+END_LEASE = update(RUNS).where(_HELD).values(lease_expires_at=None).returning(RUNS.c.id)
 
 
 def claim_run(
     conn: Connection, node_id: str, owner: str, lease_seconds: float, at: datetime
-) -> tuple[Any, StoredInstance, str, datetime] | None:
+) -> tuple[StoredRun, StoredInstance, str, datetime] | None:
     """The claimed run, its instance, its job's name and the lease's end; None when the node
     has nothing to claim."""
-    candidate = (
-        select(RUNS.c.id)
-        .where(_claimable(node_id, at))
-        .order_by(RUNS.c.offered_at, RUNS.c.id)
-        .limit(1)
-    )
-    if conn.dialect.name == "postgresql":
-        # A run another runner is claiming right now is skipped, not waited for.
-        candidate = candidate.with_for_update(skip_locked=True)
-    run_id = conn.scalar(candidate)
-    if run_id is None:
-        return None
     expires = at + timedelta(seconds=lease_seconds)
-    row = conn.execute(
-        update(RUNS)
-        .where(RUNS.c.id == run_id)
-        .values(
-            status=RunStatus.RUNNING,
-            lease_owner=owner,
-            lease_expires_at=expires,
-            received_time=func.coalesce(
-                RUNS.c.received_time, bindparam("b_received", at, type_=UtcDateTime())
-            ),
-            last_update_time=at,
-        )
-        .returning(*RUN_COLUMNS)
-    ).one()
-    found = conn.execute(
-        select(INSTANCES, JOBS.c.name.label("job_name"))
-        .select_from(INSTANCES.join(JOBS, JOBS.c.id == INSTANCES.c.job_id))
-        .where(INSTANCES.c.id == row.instance_id)
-    ).one()
-    return to_run(row), to_instance(found), str(found.job_name), expires
+    params = {"b_node": node_id, "b_owner": owner, "b_at": at, "b_expires": expires}
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(PG_CLAIM, params).first()
+    else:
+        run_id = conn.scalar(_CANDIDATE, params)
+        if run_id is None:
+            return None
+        conn.execute(SQLITE_TAKE, {**params, "b_id": run_id})
+        row = conn.execute(SQLITE_READ, {"b_id": run_id}).first()
+    if row is None:
+        return None
+    instance = StoredInstance(
+        id=row.instance_id,
+        job_id=row.i_job_id,
+        job_version=row.i_job_version,
+        status=row.i_status,
+        scheduled_for=row.i_scheduled_for,
+        created_at=row.i_created_at,
+        updated_at=row.i_updated_at,
+        instance_type=row.i_instance_type,
+    )
+    return to_run(row), instance, str(row.job_name), expires
 
 
 def renew_lease(
     conn: Connection, run_id: str, owner: str, lease_seconds: float, at: datetime
 ) -> bool:
-    result = conn.execute(
-        update(RUNS)
-        .where(_held(run_id, owner))
-        .values(lease_expires_at=at + timedelta(seconds=lease_seconds), last_update_time=at)
-    )
-    return result.rowcount == 1
+    expires = at + timedelta(seconds=lease_seconds)
+    params = {"b_id": run_id, "b_owner": owner, "b_at": at, "b_expires": expires}
+    return conn.execute(RENEW, params).rowcount == 1
 
 
 def release_run(conn: Connection, record: RunRecord, owner: str) -> bool:
-    held = select(RUNS.c.id).where(_held(record.run_id, owner))
-    if conn.dialect.name == "postgresql":
-        # Lock the row: a concurrent `end_runs` (group timeout, cancel) waits for this
-        # transaction and then finds the run finished, or wins and this release is refused.
-        held = held.with_for_update()
-    if conn.scalar(held) is None:
+    if conn.execute(END_LEASE, {"b_id": record.run_id, "b_owner": owner}).first() is None:
         if conn.scalar(select(RUNS.c.id).where(RUNS.c.id == record.run_id)) is None:
             raise NotFound(f"no run with id {record.run_id}")
         return False
     execution.record_runs(conn, [record])
-    conn.execute(update(RUNS).where(RUNS.c.id == record.run_id).values(lease_expires_at=None))
     return True
 
 
@@ -227,12 +269,6 @@ def enroll_node(
         dict(skills),
     )
     nodes.upsert_nodes(conn, [declaration], at)
-
-
-def _held(run_id: str, owner: str) -> ColumnElement[bool]:
-    return and_(
-        RUNS.c.id == run_id, RUNS.c.status == RunStatus.RUNNING, RUNS.c.lease_owner == owner
-    )
 
 
 def _chunks(values: list[str]) -> list[list[str]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from sqlalchemy.engine import Connection, Engine
@@ -32,7 +32,7 @@ from reconciler.ports import (
     StoredRun,
     StoredState,
 )
-from state import execution, nodes, queries
+from state import execution, nodes, occurrences, queries
 from state.engine import begin_immediate, describe, open_engine
 from state.errors import DuplicateJobName
 from state.fleet import FleetMethods
@@ -41,6 +41,9 @@ from state.migrating import migrate
 from state.nodes import NodeDeclaration, StoredNode
 from state.queries import JournalRecord, Page
 from state.writer import SqlStateWriter
+
+if TYPE_CHECKING:
+    from reconciler.scheduler import Advance
 
 T = TypeVar("T")
 DEFAULT_LOCK_TIMEOUT_S = 30.0
@@ -157,6 +160,29 @@ class SqlStateStore(FleetMethods):
     def attempt(self, run_id: str, step_number: int, attempt_no: int) -> AttemptResult:
         with self._reading() as conn:
             return execution.step_attempt(conn, run_id, step_number, attempt_no)
+
+    # -- the scheduler daemon (reconciler.scheduler, state.occurrences) ----------------------
+
+    def last_scheduled(self, job_ids: Iterable[str]) -> dict[str, datetime]:
+        """Job id -> the latest `scheduled_for` of its instances (jobs without any are absent)."""
+        with self._reading() as conn:
+            return occurrences.last_scheduled(conn, job_ids)
+
+    def schedule_occurrences(
+        self, advances: Sequence[Advance], at: datetime, *, lock_timeout: float, holder: str
+    ) -> list[str | None]:
+        """Per advance, under the apply lock: set the job's next execution time and create the
+        instance of its occurrence; the new id, or None when the occurrence has its instance
+        already or the job is no longer active at that version (nothing written for it)."""
+        with self._errors():
+            return occurrences.schedule_occurrences(
+                self.engine, advances, at, lock_timeout=lock_timeout, holder=holder
+            )
+
+    def claim_instance(self, instance_id: str, at: datetime) -> bool:
+        """pending -> running for the one caller (of several daemons) that gets it."""
+        with self._writing() as conn:
+            return occurrences.claim_instance(conn, instance_id, at)
 
     # -- runs and nodes for the CLI ---------------------------------------------------------
 

@@ -1,17 +1,19 @@
-"""Report data: the state read through a small Protocol and turned into frozen view values.
+"""Report data: the state read through a small Protocol and turned into frozen report values.
 
-First stage of `courier report` (data -> rendering -> writing). Templates only ever see these
-values, never store rows. Ordering is fixed everywhere and times come from the state only, so the
-same state gives the same `Report`. Evidence is read through a callable the caller passes in (only
-for the output tail of failed steps), which keeps this module free of any store or file access.
+First stage of `courier report` (data -> rendering -> writing). Templates see these values and
+the frozen port values they carry (`StoredRun`, `StepResult`, `AttemptResult`), never store rows;
+per-run values are not copied into view objects, so 100,000 runs cost no extra allocations.
+Ordering is fixed everywhere and times come from the state only: the same state gives the same
+`Report`. Evidence is read through a callable the caller passes in (only for the output tail of
+failed steps), which keeps this module free of any store or file access.
 """
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from reconciler.errors import CourierError
@@ -24,7 +26,15 @@ from reconciler.ports import (
     StoredRun,
     StoredState,
 )
-from reconciler.reporting.text import Tail, duration, one_line, rfc3339, seconds_between, slugs
+from reconciler.reporting.text import (
+    Tail,
+    duration,
+    one_line,
+    rfc3339,
+    seconds_between,
+    slugs,
+    zip_tails,
+)
 from reconciler.reporting.timeline import Span, Timeline, layout
 
 DEFAULT_LAST = 10
@@ -39,6 +49,7 @@ FINISHED = (InstanceStatus.SUCCESS, InstanceStatus.FAILURE, InstanceStatus.CANCE
 FAILED_RUN = (RunStatus.FAILURE, RunStatus.TIMEOUT)
 FAILED_STEP = (StepStatus.FAILURE, StepStatus.IGNORED)
 UNSTARTED = (RunStatus.PENDING,)
+NO_STEPS: tuple[StepResult, ...] = ()
 
 
 class ReportSource(Protocol):
@@ -55,93 +66,57 @@ class ReportSource(Protocol):
 class BulkReportSource(Protocol):
     """Bulk reads (a few queries for any number of instances and runs); used when present."""
 
-    def runs_of(self, instance_ids: Sequence[str]) -> dict[str, list[StoredRun]]: ...
-    def steps_of(self, run_ids: Sequence[str]) -> dict[str, list[StepResult]]: ...
+    def runs_of(self, instance_ids: Sequence[str]) -> Mapping[str, Sequence[StoredRun]]: ...
+    def steps_of(self, run_ids: Sequence[str]) -> Mapping[str, Sequence[StepResult]]: ...
 
 
 # -- the values templates see ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class EvidenceRef:
-    run_id: str
-    step_number: int
-    attempt_no: int
-    key: str  # where the evidence store keeps the zip
+class StepTail:
+    """The end of the output of a failed step (its last attempt), or why there is none."""
 
-
-@dataclass(frozen=True, slots=True)
-class AttemptView:
-    number: int
-    status: str
-    exit_code: str  # "-" when the process never exited (timeout, not started)
-    started: str
-    duration: str
-    reason: str
-    evidence: EvidenceRef | None
-
-
-@dataclass(frozen=True, slots=True)
-class StepView:
-    number: int
-    name: str
-    status: str
-    reason: str
-    attempts: tuple[AttemptView, ...]
-    stderr: Tail | None  # only for failed steps with readable evidence
+    stderr: Tail | None
     stdout: Tail | None
-    tail_note: str  # why there is no tail of a failed step ("" otherwise)
-
-    @property
-    def failed(self) -> bool:
-        return self.status in FAILED_STEP
+    note: str  # "" when the tails are there
 
 
 @dataclass(frozen=True, slots=True)
-class RunView:
-    id: str
-    short_id: str
-    node_id: str
-    group: int
-    status: str
-    started: str
-    ended: str
-    duration: str
-    seconds: float  # 0.0 when unknown (JUnit wants a number)
-    reason: str
-    steps: tuple[StepView, ...]
-    started_at: datetime | None  # for the timeline
-    ended_at: datetime | None
+class Failure:
+    """A failed step of a run, with the end of its output."""
 
-    @property
-    def failed(self) -> bool:
-        return self.status in FAILED_RUN
-
-
-@dataclass(frozen=True, slots=True)
-class GroupView:
-    number: int
-    runs: tuple[RunView, ...]
+    run: StoredRun
+    step: StepResult
+    tail: StepTail
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceView:
-    id: str
-    short_id: str
-    status: str
-    version: int
-    created: str
-    updated: str
+    """One instance with its runs (store order: by group, then as targeting placed them)."""
+
+    instance: StoredInstance
+    runs: tuple[StoredRun, ...]
+    steps: Mapping[str, Sequence[StepResult]]  # by run id; absent: no steps recorded
+    step_names: tuple[str, ...]  # of the job version the instance ran, by step number - 1
+    tails: Mapping[tuple[str, int], StepTail]  # (run id, step number) of failed steps
+    failures: tuple[Failure, ...]  # the failed steps in run order, then step order
     counts: str  # "2 success, 1 failure"
-    groups: tuple[GroupView, ...]
 
     @property
-    def runs(self) -> tuple[RunView, ...]:
-        return tuple(run for group in self.groups for run in group.runs)
+    def id(self) -> str:
+        return self.instance.id
 
     @property
-    def has_steps(self) -> bool:
-        return any(run.steps for group in self.groups for run in group.runs)
+    def short_id(self) -> str:
+        return self.instance.id[:8]
+
+    @property
+    def status(self) -> str:
+        return str(self.instance.status)
+
+    def step_name(self, number: int) -> str:
+        return self.step_names[number - 1] if 0 < number <= len(self.step_names) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +136,10 @@ class JobReport:
     instance_total: int
     instances: tuple[InstanceView, ...]  # newest first, at most MAX_INSTANCES
     timeline: Timeline
+
+    @property
+    def latest(self) -> InstanceView | None:
+        return self.instances[0] if self.instances else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +176,14 @@ def build_report(
 ) -> Report:
     """Read the state through `source` and make the report's values."""
     loaded = load(source, max_instances=max_instances)
-    tails = _tail_reader(read_evidence) if read_evidence is not None else None
+    tails = tail_reader(read_evidence) if read_evidence is not None else None
     return assemble(loaded, tails=tails, last=last, max_instances=max_instances)
 
 
 def load(source: ReportSource, *, max_instances: int = MAX_INSTANCES) -> Loaded:
+    """Read jobs, instances, the runs of the newest `max_instances` instances of each job and
+    their steps: through the source's bulk reads when it has them, else one read per instance
+    and per run."""
     state = source.read()
     by_job: dict[str, list[StoredInstance]] = defaultdict(list)
     for instance in source.instances():
@@ -210,10 +192,12 @@ def load(source: ReportSource, *, max_instances: int = MAX_INSTANCES) -> Loaded:
         found.sort(key=lambda i: (i.created_at, i.scheduled_for, i.id), reverse=True)
     shown = [i for found in by_job.values() for i in found[:max_instances]]
     shown_ids = sorted(i.id for i in shown)
+    runs: Mapping[str, Sequence[StoredRun]]
+    steps: Mapping[str, Sequence[StepResult]]
     if isinstance(source, BulkReportSource):
-        runs: Mapping[str, Sequence[StoredRun]] = source.runs_of(shown_ids)
-        run_ids = sorted(r.id for rs in runs.values() for r in rs if r.status not in UNSTARTED)
-        steps: Mapping[str, Sequence[StepResult]] = source.steps_of(run_ids)
+        runs = source.runs_of(shown_ids)
+        started = sorted(r.id for rs in runs.values() for r in rs if r.status not in UNSTARTED)
+        steps = source.steps_of(started)
     else:
         runs = {instance_id: source.runs(instance_id) for instance_id in shown_ids}
         steps = {
@@ -268,7 +252,6 @@ def _job(
     wins = sum(1 for i in finished if i.status is InstanceStatus.SUCCESS)
     ratio = f"{wins}/{len(finished)} ({round(100 * wins / len(finished))}%)" if finished else "-"
     newest = every[0] if every else None
-    spans = [_span(run, instance) for instance in shown for run in instance.runs]
     spec = job.spec
     return JobReport(
         name=job.name,
@@ -285,7 +268,7 @@ def _job(
         ratio=ratio,
         instance_total=len(every),
         instances=shown,
-        timeline=layout(spans),
+        timeline=layout([span for view in shown for span in _spans(view)]),
     )
 
 
@@ -295,125 +278,72 @@ def _instance(
     loaded: Loaded,
     tails: TailReader | None,
 ) -> InstanceView:
-    names = _step_names(spec)
-    runs = [
-        _run(r, loaded.steps.get(r.id, ()), names, tails) for r in loaded.runs.get(instance.id, ())
-    ]
-    by_group: dict[int, list[RunView]] = defaultdict(list)
-    for run in runs:
-        by_group[run.group].append(run)
+    runs = tuple(loaded.runs.get(instance.id, ()))
+    steps = {run.id: loaded.steps[run.id] for run in runs if run.id in loaded.steps}
     counts = Counter(run.status for run in runs)
+    failures = tuple(
+        Failure(run, step, _tail(step, tails))
+        for run in runs
+        for step in steps.get(run.id, NO_STEPS)
+        if step.status in FAILED_STEP
+    )
     return InstanceView(
-        id=instance.id,
-        short_id=instance.id[:8],
-        status=str(instance.status),
-        version=instance.job_version,
-        created=rfc3339(instance.created_at),
-        updated=rfc3339(instance.updated_at),
+        instance=instance,
+        runs=runs,
+        steps=steps,
+        step_names=_step_names(spec),
+        tails={(f.run.id, f.step.step_number): f.tail for f in failures},
+        failures=failures,
         counts=", ".join(f"{counts[s]} {s}" for s in RunStatus if counts[s]) or "no runs",
-        groups=tuple(GroupView(g, tuple(by_group[g])) for g in sorted(by_group)),
     )
 
 
-def _step_names(spec: Mapping[str, Any]) -> list[str]:
+def _step_names(spec: Mapping[str, Any]) -> tuple[str, ...]:
     actions = spec.get("actions")
     steps = actions.get("steps") if isinstance(actions, dict) else None
     if not isinstance(steps, list):
-        return []
-    return [one_line(str(s.get("name") or "")) if isinstance(s, dict) else "" for s in steps]
+        return ()
+    return tuple(one_line(str(s.get("name") or "")) if isinstance(s, dict) else "" for s in steps)
 
 
-def _run(
-    run: StoredRun,
-    steps: Sequence[StepResult],
-    names: Sequence[str],
-    tails: TailReader | None,
-) -> RunView:
-    seconds = seconds_between(run.received_time, run.last_update_time)
-    return RunView(
-        id=run.id,
-        short_id=run.id[:8],
-        node_id=run.node_id,
-        group=run.group_number,
-        status=str(run.status),
-        started=rfc3339(run.received_time),
-        ended=rfc3339(run.last_update_time),
-        duration=duration(seconds),
-        seconds=seconds or 0.0,
-        reason=one_line(run.reason),
-        steps=tuple(_step(run.id, step, names, tails) for step in steps),
-        started_at=run.received_time,
-        ended_at=run.last_update_time,
-    )
+def _tail(step: StepResult, tails: TailReader | None) -> StepTail:
+    keys = [a.evidence_key for a in step.attempts if a.evidence_key]
+    if not keys:
+        return StepTail(None, None, "no evidence was kept for this step")
+    if tails is None:
+        return StepTail(None, None, "output not read")
+    try:
+        stderr, stdout = tails(keys[-1])
+    except ReportEvidenceError as exc:
+        return StepTail(None, None, exc.message)
+    return StepTail(stderr, stdout, "")
 
 
-def _step(
-    run_id: str, step: StepResult, names: Sequence[str], tails: TailReader | None
-) -> StepView:
-    attempts = tuple(
-        AttemptView(
-            number=a.attempt_no,
-            status=str(a.status),
-            exit_code="-" if a.exit_code is None else str(a.exit_code),
-            started=rfc3339(a.started_at),
-            duration=duration(seconds_between(a.started_at, a.ended_at)),
-            reason=one_line(a.reason),
-            evidence=(
-                EvidenceRef(run_id, step.step_number, a.attempt_no, a.evidence_key)
-                if a.evidence_key
-                else None
+def _spans(view: InstanceView) -> list[Span]:
+    short = view.short_id
+    return [
+        Span(
+            node_id=run.node_id,
+            group=run.group_number,
+            status=str(run.status),
+            start=run.received_time,
+            end=run.last_update_time,
+            title=(
+                f"{run.node_id} (group {run.group_number}): {run.status}"
+                f" {duration(seconds_between(run.received_time, run.last_update_time))}"
+                f" from {rfc3339(run.received_time)}, instance {short}"
             ),
         )
-        for a in step.attempts
-    )
-    stderr = stdout = None
-    note = ""
-    if step.status in FAILED_STEP:
-        keys = [a.evidence.key for a in attempts if a.evidence is not None]
-        if not keys:
-            note = "no evidence was kept for this step"
-        elif tails is None:
-            note = "output not read"
-        else:
-            try:
-                stderr, stdout = tails(keys[-1])
-            except ReportEvidenceError as exc:
-                note = exc.message
-    number = step.step_number
-    return StepView(
-        number=number,
-        name=names[number - 1] if 0 < number <= len(names) and names[number - 1] else "",
-        status=str(step.status),
-        reason=one_line(step.reason),
-        attempts=attempts,
-        stderr=stderr,
-        stdout=stdout,
-        tail_note=note,
-    )
-
-
-def _span(run: RunView, instance: InstanceView) -> Span:
-    return Span(
-        node_id=run.node_id,
-        group=run.group,
-        status=run.status,
-        start=run.started_at,
-        end=run.ended_at,
-        title=(
-            f"{run.node_id} (group {run.group}): {run.status}, {run.started} to {run.ended}"
-            f" ({run.duration}), instance {instance.short_id}"
-        ),
-    )
+        for run in view.runs
+    ]
 
 
 class ReportEvidenceError(CourierError):
     """The evidence of a failed step could not be read; the report says so instead of failing."""
 
 
-def _tail_reader(read: EvidenceReader) -> TailReader:
-    import zipfile
-
-    from reconciler.reporting.text import zip_tails
+def tail_reader(read: EvidenceReader) -> TailReader:
+    """`read` turned into (stderr, stdout) tails of a key; errors become `ReportEvidenceError`."""
 
     def tails(key: str) -> tuple[Tail, Tail]:
         try:

@@ -155,7 +155,9 @@ def rfc3339(moment: datetime | None) -> str:
     """RFC 3339 UTC to the second (`2026-01-02T03:04:05Z`), `-` for no time."""
     if moment is None:
         return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="seconds")[:19] + "Z"
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:

@@ -48,8 +48,8 @@ class Span:
 class Row:
     group: int
     node_id: str
-    label: str  # shortened for the axis; the full one is in `title`
-    title: str
+    label: str  # shortened for the axis
+    full: str  # the label in full (a tooltip when `label` is shortened)
     y: str  # baseline of the label
 
 
@@ -58,9 +58,7 @@ class Bar:
     x: str
     y: str
     width: str
-    height: str
-    status: str
-    colour: str
+    status: str  # the colour is the status's (`STATUS_COLOURS`)
     title: str
 
 
@@ -77,6 +75,7 @@ class Timeline:
     height: str
     rows: tuple[Row, ...]
     bars: tuple[Bar, ...]
+    bar_height: str
     ticks: tuple[Tick, ...]
     axis_y: str  # the time axis line
     tick_y: str  # where tick marks end
@@ -99,24 +98,28 @@ def _shorten(text: str) -> str:
 
 def layout(spans: Sequence[Span]) -> Timeline:
     """Place `spans`: rows sorted by (group, node id), time scaled between the earliest start
-    and the latest end (at least one second), bars at least `MIN_BAR` wide."""
+    and the latest end (at least one second), bars at least `MIN_BAR` wide, in the order given
+    (a later bar is drawn over an earlier one)."""
     keys = sorted({(s.group, s.node_id) for s in spans})
-    row_of = {key: i for i, key in enumerate(keys)}
     rows = tuple(
         Row(
             group=g,
             node_id=node,
             label=_shorten(f"g{g} {node}"),
-            title=f"group {g}, node {node}",
+            full=f"g{g} {node}",
             y=_num(TOP + i * ROW_HEIGHT + ROW_HEIGHT / 2 + 4),
         )
         for i, (g, node) in enumerate(keys)
     )
+    bar_y = {
+        key: _num(TOP + i * ROW_HEIGHT + (ROW_HEIGHT - BAR_HEIGHT) / 2)
+        for i, key in enumerate(keys)
+    }
     timed: list[tuple[Span, datetime, datetime]] = []
     for span in spans:
         start, end = span.start or span.end, span.end or span.start
         if start is not None and end is not None:
-            timed.append((span, start, max(start, end)))
+            timed.append((span, start, end if end > start else start))
     plot_bottom = TOP + len(keys) * ROW_HEIGHT
     height = _num(plot_bottom + AXIS_HEIGHT)
     width = _num(LABEL_WIDTH + PLOT_WIDTH + RIGHT_MARGIN)
@@ -128,29 +131,22 @@ def layout(spans: Sequence[Span]) -> Timeline:
         _num(LABEL_WIDTH + PLOT_WIDTH),
     )
     if not timed:
-        return Timeline(width, height, rows, (), (), *frame)
+        return Timeline(width, height, rows, (), _num(BAR_HEIGHT), (), *frame)
     first = min(start for _, start, _ in timed)
     last = max(end for _, _, end in timed)
     seconds = max((last - first).total_seconds(), 1.0)
-
-    def x_of(moment: datetime) -> float:
-        return LABEL_WIDTH + (moment - first).total_seconds() / seconds * PLOT_WIDTH
-
+    scale = PLOT_WIDTH / seconds
+    right = LABEL_WIDTH + PLOT_WIDTH - MIN_BAR
     bars = []
-    ordered = sorted(timed, key=lambda t: (row_of[t[0].group, t[0].node_id], t[1], t[0].title))
-    for span, start, end in ordered:
-        left = x_of(start)
-        bar_width = max(x_of(end) - left, MIN_BAR)
-        left = min(left, LABEL_WIDTH + PLOT_WIDTH - MIN_BAR)
-        row = row_of[span.group, span.node_id]
+    for span, start, end in timed:
+        left = LABEL_WIDTH + (start - first).total_seconds() * scale
+        bar_width = (end - start).total_seconds() * scale
         bars.append(
             Bar(
-                x=_num(left),
-                y=_num(TOP + row * ROW_HEIGHT + (ROW_HEIGHT - BAR_HEIGHT) / 2),
-                width=_num(bar_width),
-                height=_num(BAR_HEIGHT),
+                x=f"{min(left, right):.1f}",
+                y=bar_y[span.group, span.node_id],
+                width=f"{bar_width if bar_width > MIN_BAR else MIN_BAR:.1f}",
                 status=span.status,
-                colour=STATUS_COLOURS.get(span.status, "#6e7781"),
                 title=span.title,
             )
         )
@@ -159,4 +155,4 @@ def layout(spans: Sequence[Span]) -> Timeline:
         Tick(_num(LABEL_WIDTH + PLOT_WIDTH / 2), "middle", f"{duration(seconds)} across"),
         Tick(_num(LABEL_WIDTH + PLOT_WIDTH), "end", rfc3339(last)),
     )
-    return Timeline(width, height, rows, tuple(bars), ticks, *frame)
+    return Timeline(width, height, rows, tuple(bars), _num(BAR_HEIGHT), ticks, *frame)

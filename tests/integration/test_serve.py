@@ -12,6 +12,7 @@ import io
 import json
 import re
 import signal
+import socket
 import subprocess
 import time
 import zipfile
@@ -31,6 +32,7 @@ SECRET = "test-secret-0123456789abcdef0123456789"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0
 
 pytestmark = pytest.mark.slow
 
@@ -70,26 +72,34 @@ class Server:
     def get_url(self, url: str) -> Reply:
         parts = urlsplit(url)
         assert (parts.scheme, parts.hostname, parts.port) == ("http", HOST, self.port), url
-        return self.request(f"{parts.path}?{parts.query}" if parts.query else parts.path)
+        return self.request(target_of(url))
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
             try:
-                self.proc.wait(timeout=15)
+                # In-flight requests may finish first: a stalled one for the server's 10 s.
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
         return int(self.proc.returncode)
 
 
-def start_server(repo: GitRepo, log: Path, *args: str) -> Server:
-    """`courier serve --port 0` in `repo`; returns once /healthz answers 200."""
+def target_of(url: str) -> str:
+    """The request target (path and query) of `url`."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def start_server(repo: GitRepo, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """`courier serve --port 0` in `repo` (COURIER_SECRET set unless `env` is given); returns
+    once /healthz answers 200."""
     with log.open("wb") as err:
         proc = subprocess.Popen(
             repo.argv("serve", "--host", HOST, "--port", "0", *args),
             cwd=repo.root,
-            env=courier_env(repo.tmp, {"COURIER_SECRET": SECRET}),
+            env=courier_env(repo.tmp, {"COURIER_SECRET": SECRET} if env is None else env),
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
@@ -125,13 +135,16 @@ class Fleet:
     other_run: str  # the run of job `beta`
     _signed: dict[str, str] = field(default_factory=dict)
 
-    def cli(self, *args: str, serve_url: str | None = None) -> subprocess.CompletedProcess[str]:
-        env = {"COURIER_SECRET": SECRET}
+    def cli(
+        self, *args: str, serve_url: str | None = None, secret: str | None = SECRET
+    ) -> subprocess.CompletedProcess[str]:
+        env = {"COURIER_SECRET": secret} if secret else {}
         if serve_url:
             env["COURIER_SERVE_URL"] = serve_url
         return self.repo.courier(*args, env=env)
 
     def evidence_url(self, run: str, step: int = 1, attempt: int = 1, **kw: Any) -> str:
+        """`artifactUrl` of `courier state run get-step-attempt-evidence`."""
         proc = expect(
             self.cli(
                 "state",
@@ -408,6 +421,21 @@ def test_unknown_ids_are_404_json(fleet: Fleet, target: str) -> None:
     assert_refused(fleet.server.request(target), 404)
 
 
+@pytest.mark.parametrize("target", ["/api/v1/jobs?page=1&page=2", "/api/v1/jobs?size=%ff"])
+def test_malformed_queries_are_400(fleet: Fleet, target: str) -> None:
+    assert_refused(fleet.server.request(target), 400)
+
+
+def test_a_malformed_absolute_target_is_400_not_500(fleet: Fleet) -> None:
+    # http.client refuses to send this target, so it goes over a plain socket.
+    with socket.create_connection((HOST, fleet.server.port), timeout=HTTP_TIMEOUT_S) as sock:
+        sock.sendall(b"GET http://[::1/api/v1/jobs HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 400 "), answer
+
+
 @pytest.mark.parametrize(
     "target", ["/api/v1/jobs?page=0", "/api/v1/jobs?size=5000", "/api/v1/jobs?status=sleepy"]
 )
@@ -438,6 +466,48 @@ def test_requests_are_logged_without_their_signature(fleet: Fleet) -> None:
         time.sleep(0.05)
     assert re.search(rf"GET {re.escape(path)}\?expires=\d+ 200", log), log
     assert signature not in log
+
+
+# --- the signing secret ------------------------------------------------------------------
+
+
+def test_without_courier_secret_the_cli_and_server_share_the_secret_file(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    secret_file = fleet.repo.root / ".courier" / "secret"
+    assert not secret_file.exists()
+    server = start_server(fleet.repo, tmp_path / "serve.log", env={})
+    try:
+        assert secret_file.stat().st_mode & 0o777 == 0o600
+        url = fleet.evidence_url(fleet.run, serve_url=server.url, secret=None)
+        assert server.get_url(url).status == 200
+        # A URL signed with COURIER_SECRET is not valid for this server's key, and vice versa.
+        assert_refused(server.request(target_of(fleet.signed(fleet.run))))
+        assert_refused(fleet.server.request(target_of(url)))
+    finally:
+        server.stop()
+        secret_file.unlink()
+
+
+def test_a_secret_file_others_can_read_is_refused(fleet: Fleet) -> None:
+    secret_file = fleet.repo.root / ".courier" / "secret"
+    secret_file.write_text("f" * 64 + "\n")
+    secret_file.chmod(0o644)
+    try:
+        proc = fleet.cli(
+            "state", "run", "get-step-attempt-evidence", "--runId", fleet.run, "--stepNo", "1",
+            "--attemptNo", "1", serve_url=fleet.server.url, secret=None,
+        )  # fmt: skip
+        expect(proc, 1)
+        assert "chmod 600" in proc.stderr
+    finally:
+        secret_file.unlink()
+
+
+def test_a_short_courier_secret_is_refused(fleet: Fleet) -> None:
+    proc = fleet.repo.courier("serve", "--port", "0", env={"COURIER_SECRET": "short"}, timeout=60)
+    expect(proc, 1)
+    assert "COURIER_SECRET must be at least 16 characters" in proc.stderr
 
 
 # --- stopping -----------------------------------------------------------------------------

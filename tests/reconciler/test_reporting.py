@@ -137,9 +137,7 @@ def test_zip_tails_reads_stderr_and_stdout() -> None:
 
 
 def test_markdown_escaping() -> None:
-    assert md_inline("a|b *c* [d](e) <script>") == (
-        "a\\|b \\*c\\* \\[d\\](e) &lt;script&gt;"
-    )
+    assert md_inline("a|b *c* [d](e) <script>") == ("a\\|b \\*c\\* \\[d\\](e) &lt;script&gt;")
     assert md_inline("two\nlines") == "two lines"
     assert md_fence("no ticks") == "```"
     assert md_fence("has ```` four") == "`````"
@@ -147,7 +145,14 @@ def test_markdown_escaping() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "-"), (0.0123, "0.012s"), (4.56, "4.6s"), (42, "42s"), (123, "2m 03s"), (3720, "1h 02m")],
+    [
+        (None, "-"),
+        (0.0123, "0.012s"),
+        (4.56, "4.6s"),
+        (42, "42s"),
+        (123, "2m 03s"),
+        (3720, "1h 02m"),
+    ],
 )
 def test_duration(seconds: float | None, text: str) -> None:
     assert duration(seconds) == text
@@ -156,8 +161,12 @@ def test_duration(seconds: float | None, text: str) -> None:
 # -- the timeline ------------------------------------------------------------------------------
 
 
-def span(node: str, group: int, start: int | None, end: int | None, status: str = "success") -> Span:
-    at = lambda s: None if s is None else T0 + timedelta(seconds=s)  # noqa: E731
+def span(
+    node: str, group: int, start: int | None, end: int | None, status: str = "success"
+) -> Span:
+    def at(seconds: int | None) -> datetime | None:
+        return None if seconds is None else T0 + timedelta(seconds=seconds)
+
     return Span(node, group, status, at(start), at(end), f"{node} {status}")
 
 
@@ -176,7 +185,7 @@ def test_timeline_rows_by_group_then_node_and_bars_scaled_in_time() -> None:
     assert float(bars["web-1 failure"].x) + float(bars["web-1 failure"].width) == pytest.approx(
         LABEL_WIDTH + PLOT_WIDTH, abs=0.1
     )
-    assert bars["web-1 failure"].colour == "#cf222e"
+    assert bars["web-1 failure"].status == "failure"
     assert float(bars["web-1 failure"].y) < float(bars["web-2 success"].y)
     assert [t.anchor for t in tl.ticks] == ["start", "middle", "end"]
     assert tl.ticks[0].label == "2026-03-01T12:00:00Z" and tl.ticks[-1].label.endswith("00:40Z")
@@ -184,9 +193,11 @@ def test_timeline_rows_by_group_then_node_and_bars_scaled_in_time() -> None:
 
 def test_timeline_is_deterministic_and_uses_fixed_precision() -> None:
     spans = [span(f"n{i}", i % 3, i, i + 1) for i in range(7)]
-    assert layout(spans) == layout(list(reversed(spans)))
+    assert layout(spans) == layout(list(spans))
+    assert layout(spans).rows == layout(list(reversed(spans))).rows
+    assert [b.title for b in layout(spans).bars] == [s.title for s in spans]  # drawn in order
     for bar in layout(spans).bars:
-        for value in (bar.x, bar.y, bar.width, bar.height):
+        for value in (bar.x, bar.y, bar.width):
             assert re.fullmatch(r"\d+\.\d", value), value
 
 
@@ -197,7 +208,9 @@ def test_timeline_edge_cases() -> None:
     assert float(instant.bars[0].width) >= MIN_BAR
     canceled = layout([span("a", 0, None, 3, "canceled"), span("b", 0, 0, 1)])
     assert {b.status for b in canceled.bars} == {"canceled", "success"}
-    assert all(float(b.x) + float(b.width) <= LABEL_WIDTH + PLOT_WIDTH + 0.05 for b in canceled.bars)
+    assert all(
+        float(b.x) + float(b.width) <= LABEL_WIDTH + PLOT_WIDTH + 0.05 for b in canceled.bars
+    )
     assert layout([]).empty
 
 
@@ -342,12 +355,17 @@ def test_report_data_from_the_state() -> None:
     assert (bad.last_status, bad.ratio) == ("failure", "0/1 (0%)")
     assert (ok.last_status, ok.ratio) == ("success", "1/1 (100%)")
     assert report.summary == "1 success, 1 failure"
-    step = bad.instances[0].runs[0].steps[1]
-    assert (step.name, step.failed, [a.number for a in step.attempts]) == ("break", True, [1, 2])
-    assert step.stderr is not None and step.stderr.text == "boom"
-    assert step.stdout is not None and step.stdout.text.endswith("49") and step.stdout.omitted
+    view = bad.instances[0]
+    (run,) = view.failed_runs()
+    step = view.steps_of(run)[1]
+    assert view.step_name(step.step_number) == "break"
+    assert [a.attempt_no for a in step.attempts] == [1, 2]
+    tail = view.tails[run.id, 2]
+    assert tail.stderr is not None and tail.stderr.text == "boom"
+    assert tail.stdout is not None and tail.stdout.text.endswith("49") and tail.stdout.omitted
+    assert list(view.tails) == [(run.id, 2)]
     # only the failed step's last attempt is read
-    assert read == [evidence_key(bad.instances[0].runs[0].id, 2, 2)]
+    assert read == [evidence_key(run.id, 2, 2)]
     assert [r.node_id for r in ok.instances[0].runs] == ["node-b", "node-a"]  # store order
     assert [r.node_id for r in ok.timeline.rows] == ["node-a", "node-b"]
 
@@ -357,10 +375,13 @@ def test_missing_evidence_is_reported_not_raised() -> None:
         raise NotFound(f"no evidence stored under {key!r}")
 
     report = build_report(two_jobs(), read_evidence=reader)
-    step = report.jobs[0].instances[0].runs[0].steps[1]
-    assert step.stderr is None and step.tail_note.startswith("evidence not available")
+    (tail,) = report.jobs[0].instances[0].tails.values()
+    assert tail.stderr is None and tail.note.startswith("evidence not available")
     broken = build_report(two_jobs(), read_evidence=lambda key: b"not a zip")
-    assert broken.jobs[0].instances[0].runs[0].steps[1].tail_note == "evidence is not a valid zip"
+    (tail,) = broken.jobs[0].instances[0].tails.values()
+    assert tail.note == "evidence is not a valid zip"
+    (tail,) = build_report(two_jobs()).jobs[0].instances[0].tails.values()
+    assert tail.note == "output not read"
 
 
 def test_instances_newest_first_capped_and_ratio_over_the_last_finished() -> None:
@@ -391,7 +412,7 @@ def test_step_names_come_from_the_version_an_instance_ran() -> None:
     for inst in (old, new):
         fake.add_step(fake.add_run(inst, "n", RunStatus.SUCCESS), 1, StepStatus.SUCCESS)
     (report,) = build_report(fake).jobs
-    assert [i.runs[0].steps[0].name for i in report.instances] == ["new name", "old name"]
+    assert [i.step_name(1) for i in report.instances] == ["new name", "old name"]
 
 
 def test_bulk_reads_are_used_when_the_source_has_them() -> None:
@@ -468,7 +489,7 @@ def test_markdown_escapes_data_and_fences_output() -> None:
 
 
 def test_junit_parses_with_a_case_per_run() -> None:
-    root = ET.fromstring(rendered()["junit.xml"].encode())
+    root = ET.fromstring(rendered()["junit.xml"].encode())  # noqa: S314 - our own output
     cases = root.findall("./testsuite/testcase")
     assert len(cases) == 3 and root.get("tests") == "3" and root.get("failures") == "1"
     (failed,) = [c for c in cases if c.find("failure") is not None]
@@ -484,9 +505,27 @@ def test_junit_survives_control_characters_and_marks_canceled_runs_skipped() -> 
     inst = fake.add_instance(job, 1, InstanceStatus.CANCELED)
     fake.add_run(inst, "n\x07", RunStatus.CANCELED)
     text = rendered(fake)["junit.xml"]
-    root = ET.fromstring(text.encode())
+    root = ET.fromstring(text.encode())  # noqa: S314 - our own output
     assert root.get("skipped") == "1"
     assert root.find("./testsuite/testcase/skipped") is not None
+
+
+def test_hostile_node_ids_and_reasons_stay_inside_their_table_row() -> None:
+    fake = FakeState()
+    job = fake.add_job("j", ["s"])
+    inst = fake.add_instance(job, 1, InstanceStatus.FAILURE)
+    run_id = fake.add_run(inst, "n|x <b>\n| y", RunStatus.FAILURE)
+    runs = fake.all_runs[inst]
+    runs[0] = StoredRun(
+        run_id, inst, "n|x <b>\n| y", 0, RunStatus.FAILURE, T0, T0, "line one\n| line two"
+    )
+    fake.add_step(run_id, 1, StepStatus.FAILURE)
+    page = rendered(fake)["jobs/j.md"]
+    (row,) = [line for line in page.splitlines() if line.startswith("| 0 |")]
+    assert "n\\|x &lt;b&gt; \\| y" in row and row.endswith("line one \\| line two |")
+    assert row.count(" | ") == 7  # eight cells, whatever the data
+    html = rendered(fake)["index.html"]
+    assert "<b>" not in html and "n|x &lt;b&gt;" in html
 
 
 def test_links_to_courier_serve_when_configured() -> None:
@@ -577,7 +616,9 @@ def test_commit_leaves_other_staged_changes_staged(repo: Path) -> None:
     git(repo, "add", "app.txt")
     out = repo / "status"
     write_report(out, {"README.md": marked("a"), "jobs/j.md": marked("j")})
-    made = commit_report(out, ["README.md", "jobs/j.md"], "report", "Report Bot <bot@example.invalid>")
+    made = commit_report(
+        out, ["README.md", "jobs/j.md"], "report", "Report Bot <bot@example.invalid>"
+    )
     assert made
     assert sorted(git(repo, "show", "--name-only", "--format=", made).split()) == [
         "status/README.md",
@@ -621,3 +662,19 @@ def test_push_needs_an_upstream_then_pushes(repo: Path, tmp_path: Path) -> None:
     made = commit_report(repo / "status", ["README.md"], "report 2")
     assert push(repo) == "origin/main"
     assert git(remote, "rev-parse", "main") == made
+
+
+def test_templates_are_shipped_as_package_data() -> None:
+    import fnmatch
+    import tomllib
+
+    import reconciler.reporting
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["*"]
+    templates = Path(reconciler.reporting.__file__).parent / "templates"
+    names = sorted(p.name for p in templates.iterdir() if p.is_file())
+    assert "index.html.j2" in names and "junit.xml.j2" in names
+    for name in names:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), f"{name} would not be shipped"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import islice
 from typing import Any
 
 import pytest
@@ -380,3 +381,43 @@ def _job(schedule_rule: str, exception_rules: list[dict[str, Any]]) -> dict[str,
             ]
         },
     }
+
+
+FAST_FORWARD_RULES = [
+    "RRULE:DTSTART=20261001T000000Z;FREQ=MINUTELY;INTERVAL=7",
+    "RRULE:DTSTART=20261001T001732Z;FREQ=MINUTELY",
+    "RRULE:DTSTART=20261001T000000Z;FREQ=HOURLY;INTERVAL=5;BYMINUTE=15,45",
+    "RRULE:DTSTART=20260901T031500Z;FREQ=DAILY;INTERVAL=3",
+    "RRULE:DTSTART=20260101T020000Z;FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH",
+    "RRULE:DTSTART=20261001T000000Z;FREQ=SECONDLY;INTERVAL=97",
+    "RRULE:DTSTART=20261001T000000Z;FREQ=MINUTELY;BYHOUR=3,4;UNTIL=20261120T000000Z",
+]
+
+
+@pytest.mark.parametrize("rule", FAST_FORWARD_RULES)
+@pytest.mark.parametrize(
+    "after",
+    [datetime(2026, 11, 3, 4, 5, 6, tzinfo=UTC), datetime(2026, 11, 19, 23, 59, 59, tzinfo=UTC)],
+)
+def test_fast_forward_gives_what_walking_from_dtstart_gives(rule: str, after: datetime) -> None:
+    from reconciler.model.rrule import parse_rrule
+    from reconciler.scheduling import fast_forward
+
+    plain = parse_rrule(rule).expand(datetime(2026, 1, 1, tzinfo=UTC))
+    fast = fast_forward(plain, after)
+    expected = list(islice(plain.xafter(after), 20))
+    assert list(islice(fast.xafter(after), 20)) == expected
+    assert list(islice(fast.xafter(after, inc=True), 5)) == list(
+        islice(plain.xafter(after, inc=True), 5)
+    )
+
+
+def test_a_minutely_rule_anchored_years_ago_answers_without_walking_from_its_start() -> None:
+    schedule = Schedule.parse(
+        "RRULE:DTSTART=20000101T000000Z;FREQ=MINUTELY",
+        [("RRULE:DTSTART=20000102T000000Z;FREQ=DAILY", 60)],
+        datetime(2000, 1, 1, tzinfo=UTC),
+    )
+    at = datetime(2026, 11, 23, 0, 30, tzinfo=UTC)
+    # 00:30 falls in the daily 00:00-01:00 window: the next run is 01:00
+    assert schedule.next_after(at) == datetime(2026, 11, 23, 1, 0, tzinfo=UTC)

@@ -1,0 +1,339 @@
+"""Benchmark fleet-mode claiming: 1,000 runner loops against PostgreSQL (issue 6, DESIGN.md §5).
+
+    .venv/bin/python bench/bench_runner.py [--pg URL] [--runners 1000] [--rounds 3] [--pool 16]
+        [--poll 1.0] [--no-write]
+
+The runner loops are THREADS of one process, each a real `reconciler.nodes.agent.AgentRunner`
+with its own node id and owner, sharing one `SqlStateStore` (one engine, a pool of `--pool`
+connections). Each round creates one instance of a job over the 1,000 nodes and offers its 1,000
+runs at once, as the orchestrator does; every loop claims its node's run at its next poll. The
+execution is a no-op that returns a one-step record, so what is measured is the database path:
+claim, release (steps, attempts, status) and the empty polls of idle runners. Reports the latency
+of every claim (the ones that got a run, and empty polls) p50/p99, release latency, and runs/s from
+the offer to the last release. Target: claim p99 <= 200 ms. Creates and drops its own database
+(`--pg` or COURIER_TEST_PG_URL: a server URL whose user may create databases). Rewrites the
+`## runner` section of bench/RESULTS.md. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "RESULTS.md"
+sys.path.insert(0, str(ROOT))
+
+from reconciler.model.canonical import spec_hash  # noqa: E402
+from reconciler.model.enums import RunStatus, StepStatus  # noqa: E402
+from reconciler.nodes.agent import AgentRunner, RunnerSettings, agent_node  # noqa: E402
+from reconciler.ports import (  # noqa: E402
+    Assignment,
+    AttemptResult,
+    ClaimedRun,
+    JobVersion,
+    NewJob,
+    RunRecord,
+    StateWriter,
+    StepResult,
+)
+from state import SqlStateStore  # noqa: E402
+from state.engine import normalize_url  # noqa: E402
+
+TARGET_P99_MS = 200.0
+UTC = datetime.UTC
+
+
+class Clock:
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(UTC)
+
+
+class Timed:
+    """The store, with the latency of every fleet call recorded (list.append is atomic)."""
+
+    def __init__(self, store: SqlStateStore) -> None:
+        self.store = store
+        self.hits: list[float] = []
+        self.misses: list[float] = []
+        self.releases: list[float] = []
+        self.enrolls: list[float] = []
+        self.done = 0
+        self.last_release = 0.0
+
+    def enroll_node(self, *args: Any) -> None:
+        start = time.perf_counter()
+        self.store.enroll_node(*args)
+        self.enrolls.append(time.perf_counter() - start)
+
+    def claim_run(self, *args: Any) -> ClaimedRun | None:
+        start = time.perf_counter()
+        claimed = self.store.claim_run(*args)
+        (self.hits if claimed is not None else self.misses).append(time.perf_counter() - start)
+        return claimed
+
+    def renew_lease(self, *args: Any) -> bool:
+        return self.store.renew_lease(*args)
+
+    def release_run(self, record: RunRecord, owner: str) -> bool:
+        start = time.perf_counter()
+        released = self.store.release_run(record, owner)
+        end = time.perf_counter()
+        self.releases.append(end - start)
+        self.done += 1
+        self.last_release = end
+        return released
+
+    def offer_runs(self, run_ids: Sequence[str], at: datetime.datetime) -> list[str]:
+        return self.store.offer_runs(run_ids, at)
+
+    def run_statuses(self, run_ids: Sequence[str]) -> dict[str, RunStatus]:
+        return self.store.run_statuses(run_ids)
+
+
+def noop(claimed: ClaimedRun, cancel: threading.Event) -> RunRecord:
+    """A run whose one step 'succeeded' at once: what a trivial step reports, without the
+    process, so the numbers are the database's."""
+    now = datetime.datetime.now(UTC)
+    attempt = AttemptResult(1, StepStatus.SUCCESS, 0, now, now)
+    step = StepResult(1, StepStatus.SUCCESS, 1, "{}", "{}", attempts=(attempt,))
+    return RunRecord(claimed.run.id, RunStatus.SUCCESS, now, now, (step,))
+
+
+def job_spec(nodes: list[str]) -> dict[str, Any]:
+    return {
+        "name": "bench-fleet",
+        "scheduleRule": "immediate",
+        "target": {
+            "executionType": "sequential",
+            "groups": [{"nodeListType": "nodes", "nodeIdentifiers": nodes}],
+        },
+        "actions": {"steps": [{"name": "noop", "command": {"linux": ["true"]}}]},
+    }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.1f}"
+
+
+def run_bench(url: str, runners: int, rounds: int, pool: int, poll: float) -> dict[str, Any]:
+    engine = create_engine(normalize_url(url), pool_size=pool, max_overflow=0, pool_timeout=60)
+    store = SqlStateStore(engine)
+    timed = Timed(store)
+    now = Clock().now()
+    nodes = [f"bench-node-{i:04d}" for i in range(runners)]
+    spec = job_spec(nodes)
+    job_id = str(uuid.uuid4())
+    store.write(
+        lambda w: w.insert_job(
+            NewJob(job_id, "bench-fleet", True, None, now, None),
+            JobVersion(spec, spec_hash(spec), None, None, None, now),
+        ),
+        lock_timeout=30,
+        holder="bench",
+    )
+    loops = [
+        AgentRunner(
+            timed,  # the fleet methods, timed
+            RunnerSettings(node, f"bench:{node}", lease=30, heartbeat=10, poll=poll),
+            agent_node(node, node, {"os": "linux"}, {"shell-interpreter": "1.0.0"}),
+            noop,
+            Clock(),
+        )
+        for node in nodes
+    ]
+    threading.stack_size(256 * 1024)
+    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    while len(timed.enrolls) < runners:
+        time.sleep(0.05)
+    enrolled_in = time.perf_counter() - started
+    time.sleep(2 * poll)  # the loops are idle-polling now, backing off
+
+    per_round: list[float] = []
+    timed.misses.clear()
+    for number in range(rounds):
+        assignments = [Assignment(str(uuid.uuid4()), node, 0) for node in nodes]
+        scheduled = Clock().now() + datetime.timedelta(seconds=number)
+
+        def create(
+            writer: StateWriter,
+            a: list[Assignment] = assignments,
+            at: datetime.datetime = scheduled,
+        ) -> str:
+            return writer.create_instance(job_id, 1, at, at, a)
+
+        store.write(create, lock_timeout=30, holder="bench")
+        target = timed.done + runners
+        offered_at = time.perf_counter()
+        store.offer_runs([a.run_id for a in assignments], Clock().now())
+        deadline = offered_at + 300
+        while timed.done < target and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        per_round.append(timed.last_release - offered_at)
+    for loop in loops:
+        loop.stop()
+    for thread in threads:
+        thread.join(30)
+    engine.dispose()
+    total_runs = runners * rounds
+    return {
+        "runners": runners,
+        "rounds": rounds,
+        "pool": pool,
+        "poll": poll,
+        "enrolled_in": enrolled_in,
+        "enroll_p99": percentile(timed.enrolls, 99),
+        "hits": timed.hits,
+        "misses": timed.misses,
+        "releases": timed.releases,
+        "per_round": per_round,
+        "runs_per_s": total_runs / sum(per_round),
+        "done": timed.done,
+    }
+
+
+def fresh_database(server: str) -> tuple[str, Callable[[], None]]:
+    base = normalize_url(server)
+    name = f"courier_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+def report(r: dict[str, Any]) -> tuple[str, bool]:
+    claims = r["hits"] + r["misses"]
+    p99 = percentile(claims, 99)
+    ok = p99 * 1000 <= TARGET_P99_MS
+    rows = [
+        ("claim, all calls", claims),
+        ("claim that got a run", r["hits"]),
+        ("claim that found nothing (idle poll)", r["misses"]),
+        ("release (steps, attempts, status)", r["releases"]),
+    ]
+    table = "\n".join(
+        f"| {name} | {len(values):,} | {ms(statistics.median(values))} | "
+        f"{ms(percentile(values, 99))} | {ms(max(values))} |"
+        for name, values in rows
+        if values
+    )
+    rounds = ", ".join(f"{t:.2f} s" for t in r["per_round"])
+    server = _server_version()
+    section = f"""## runner
+
+`bench/bench_runner.py` on {datetime.date.today().isoformat()}: {r["runners"]:,} runner loops as
+**threads of one process** (each a real `AgentRunner` with its own node id; one engine, a pool of
+{r["pool"]} connections), PostgreSQL {server} on 127.0.0.1, Python {platform.python_version()},
+{os.cpu_count()} CPUs shared by the loops and the server. {r["rounds"]} round(s): an instance of
+{r["runners"]:,} runs (one per node) offered at once; every loop claims its run at its next poll
+(`--poll {r["poll"]:g}`, idle back-off to {RunnerSettings("x", "x", poll=r["poll"]).idle_max:g} s
+with jitter). No-op execution (a one-step record): the numbers are the database path.
+
+| call | count | p50 ms | p99 ms | max ms |
+|---|---|---|---|---|
+{table}
+
+- Claim p99 (all calls): **{ms(p99)} ms**, target <= {TARGET_P99_MS:.0f} ms: \
+**{"met" if ok else "NOT met"}**.
+- Throughput: **{r["runs_per_s"]:,.0f} runs/s**, offer to last release ({rounds} per round of
+  {r["runners"]:,} runs); bounded by when idle loops next poll, not by the claim.
+- Enrolment of the {r["runners"]:,} nodes at start: {r["enrolled_in"]:.2f} s \
+(p99 {ms(r["enroll_p99"])} ms).
+"""
+    return section, ok
+
+
+def _server_version() -> str:
+    url = os.environ.get("COURIER_TEST_PG_URL", "")
+    if not url:
+        return "?"
+    engine = create_engine(normalize_url(url))
+    try:
+        with engine.connect() as conn:
+            return str(conn.scalar(text("SHOW server_version"))).split()[0]
+    finally:
+        engine.dispose()
+
+
+def write_results(section: str) -> None:
+    """Replace the `## runner` section of RESULTS.md (or append it), keeping everything else."""
+    text_ = RESULTS.read_text() if RESULTS.exists() else ""
+    if not text_.startswith("# "):
+        text_ = (
+            "# Benchmark results\n\n"
+            "Numbers from the scripts in `bench/`; each script rewrites its own `##` section.\n\n"
+            + text_
+        )
+    start = text_.find("\n## runner\n")
+    if start < 0:
+        text_ = text_.rstrip("\n") + "\n\n" + section
+    else:
+        end = text_.find("\n## ", start + 1)
+        old = text_[start + 1 : end + 1 if end >= 0 else len(text_)]
+        keep = re.search(r"<!-- keep -->.*?<!-- /keep -->\n", old, re.DOTALL)
+        if keep:
+            section = section.rstrip("\n") + "\n\n" + keep.group(0)
+        rest = text_[end + 1 :] if end >= 0 else ""
+        text_ = text_[: start + 1] + section + ("\n" + rest if rest else "")
+    RESULTS.write_text(text_.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg", default=os.environ.get("COURIER_TEST_PG_URL"))
+    parser.add_argument("--runners", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pool", type=int, default=16)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
+    args = parser.parse_args()
+    if not args.pg:
+        parser.error("give --pg URL or set COURIER_TEST_PG_URL")
+    os.environ.setdefault("COURIER_TEST_PG_URL", args.pg)
+    url, drop = fresh_database(args.pg)
+    try:
+        result = run_bench(url, args.runners, args.rounds, args.pool, args.poll)
+    finally:
+        drop()
+    if result["done"] != args.runners * args.rounds:
+        sys.exit(f"only {result['done']} of {args.runners * args.rounds} runs were released")
+    section, ok = report(result)
+    print(section)
+    if not args.no_write:
+        write_results(section)
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
