@@ -260,6 +260,7 @@ class CourierRound:
     apply: Proc
     exec: Proc
     exec_span: float
+    idle: Proc  # `apply --wait` once more: nothing to apply, nothing due (the fixed costs)
     problems: list[str] = field(default_factory=list)
 
 
@@ -282,9 +283,12 @@ def courier_round(template: Path, n: int, timeout: float) -> CourierRound:
         problems.append(check_courier(execute, "apply --wait after apply", counts, n))
         if "Nothing to apply" not in execute.stdout and execute.rc == 0:
             problems.append("the second apply --wait applied something: not an execution-only run")
+        idle = run_timed([str(COURIER), "apply", "--wait"], repo, timeout, env)
+        problems.append(check_courier(idle, "apply --wait with nothing due", None, n))
     finally:
         shutil.rmtree(repo, ignore_errors=True)
-    return CourierRound(e2e, e2e_span, plain, execute, exec_span, [p for p in problems if p])
+    problems = [p for p in problems if p]
+    return CourierRound(e2e, e2e_span, plain, execute, exec_span, idle, problems)
 
 
 def spawn_baseline(n: int, workers: int = 32) -> float:
@@ -628,25 +632,50 @@ def fmt_rate(value: float) -> str:
 
 
 def courier_table(rounds: list[CourierRound], baselines: list[float], n: int) -> str:
-    head = (
-        "| round | `apply --wait` e2e: wall / CPU / peak RSS | runs/s e2e | `apply` alone: wall "
-        "| exec process (`apply --wait` after `apply`): wall / CPU / peak RSS | runs/s exec "
-        "| e2e - apply | executor span (state) | runs/s span | baseline `sh -c true` x"
-        f"{n}, 32 threads | load before → after |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for i, (r, base) in enumerate(zip(rounds, baselines, strict=True), 1):
-        diff = r.e2e.wall - r.apply.wall
+    lines = [
+        "| round | what | wall | CPU (with `sh` children) | peak RSS | runs/s | load at the end |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(i: int, what: str, p: Proc | None, wall: float, cpu: str, bold: bool) -> None:
+        runs = "" if what.startswith(("plain", "fixed")) else fmt_rate(rate(n, wall))
         lines.append(
-            f"| {i} | {r.e2e.wall:.2f} s / {r.e2e.cpu:.2f} s / {r.e2e.rss_kb / 1024:.0f} MiB "
-            f"| **{fmt_rate(rate(n, r.e2e.wall))}** | {r.apply.wall:.2f} s "
-            f"| {r.exec.wall:.2f} s / {r.exec.cpu:.2f} s / {r.exec.rss_kb / 1024:.0f} MiB "
-            f"| **{fmt_rate(rate(n, r.exec.wall))}** | {diff:.2f} s ({fmt_rate(rate(n, diff))}/s) "
-            f"| {r.exec_span:.2f} s (e2e run: {r.e2e_span:.2f} s) "
-            f"| {fmt_rate(rate(n, r.exec_span))} | {base:.2f} s ({fmt_rate(rate(n, base))}/s) "
-            f"| {r.e2e.load} → {r.exec.load} |"
+            f"| {i} | {what} | {wall:.2f} s | {cpu} "
+            f"| {f'{p.rss_kb / 1024:.0f} MiB' if p else ''} "
+            f"| {f'**{runs}**' if bold else runs} | {p.load if p else ''} |"
         )
+
+    for i, (r, base) in enumerate(zip(rounds, baselines, strict=True), 1):
+        row(i, "e2e: `apply --wait`, fresh repo", r.e2e, r.e2e.wall, f"{r.e2e.cpu:.2f} s", True)
+        row(i, "plain `apply`, fresh repo", r.apply, r.apply.wall, f"{r.apply.cpu:.2f} s", False)
+        row(i, "e2e minus plain apply", None, r.e2e.wall - r.apply.wall, "", False)
+        row(
+            i,
+            "**exec process**: `apply --wait` after the `apply`",
+            r.exec,
+            r.exec.wall,
+            f"{r.exec.cpu:.2f} s",
+            True,
+        )
+        row(
+            i,
+            "fixed: `apply --wait`, nothing due",
+            r.idle,
+            r.idle.wall,
+            f"{r.idle.cpu:.2f} s",
+            False,
+        )
+        row(
+            i,
+            "exec process minus fixed",
+            None,
+            r.exec.wall - r.idle.wall,
+            f"{r.exec.cpu - r.idle.cpu:.2f} s",
+            False,
+        )
+        row(i, "executor span (state), exec process", None, r.exec_span, "", False)
+        row(i, "executor span (state), e2e", None, r.e2e_span, "", False)
+        row(i, f"baseline: {n} x `sh -c true`, 32 threads", None, base, "", False)
     return "\n".join(lines)
 
 
@@ -821,7 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  e2e {r.e2e.wall:.2f}s ({rate(n, r.e2e.wall):.0f} runs/s), "
             f"apply {r.apply.wall:.2f}s, "
             f"exec process {r.exec.wall:.2f}s ({rate(n, r.exec.wall):.0f} runs/s), span "
-            f"{r.exec_span:.2f}s ({rate(n, r.exec_span):.0f} runs/s), RSS "
+            f"{r.exec_span:.2f}s ({rate(n, r.exec_span):.0f} runs/s), "
+            f"fixed {r.idle.wall:.2f}s, RSS "
             f"{r.exec.rss_kb / 1024:.0f}/{r.e2e.rss_kb / 1024:.0f} MiB, baseline "
             f"{baselines[-1]:.2f}s; {r.exec.load}",
             flush=True,
@@ -854,6 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     exec_rates = [rate(n, r.exec.wall) for r in rounds]
     e2e_rates = [rate(n, r.e2e.wall) for r in rounds]
+    alone_rates = [rate(n, r.exec.wall - r.idle.wall) for r in rounds]
     ratios = [
         rate(n, r.exec.wall) / a.hosts_per_s for r, a in zip(rounds, ansible_runs, strict=False)
     ]
@@ -862,7 +893,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = (
         f"runs/s (exec process): {', '.join(fmt_rate(x) for x in exec_rates)} "
         f"(target >= {RUNS_TARGET:.0f}: {'met' if ok_runs else 'NOT met'}); "
-        f"end to end: {', '.join(fmt_rate(x) for x in e2e_rates)}"
+        f"end to end: {', '.join(fmt_rate(x) for x in e2e_rates)}; execution alone (exec "
+        f"process minus fixed costs): {', '.join(fmt_rate(x) for x in alone_rates)}"
     )
     if ratios:
         summary += (

@@ -152,6 +152,9 @@ def _carry_out(
         writer.set_status(job.id, JobStatus.CANCELED, now)
         writer.set_next_execution(job.id, None)
         writer.cancel_pending_instances(job.id, now, running=options.cancel_running)
+    elif change.action is Action.NOOP and d is not None and job is not None and job.managed:
+        if job.origin_path != d.path or (d.blob_id and job.blob_id != d.blob_id):
+            writer.set_origin(job.id, d.path, d.blob_id)
     elif change.action is Action.DRIFT and d is not None and job is not None:
         writer.set_status(job.id, JobStatus.ACTIVE, now)
         writer.set_next_execution(job.id, next_execution(d.spec, job.created_at, now))

@@ -141,6 +141,17 @@ def _change_for(d: Desired, job: StoredJob | None) -> Change:
             return Change(
                 Action.UPDATE, d.name, d.path, job_id=job.id, desired=d, note="adopt unmanaged job"
             )
+        if job.origin_path != d.path:
+            # Same job, another file (renamed, or converted to another format): not a change of
+            # the job; apply records the new path so its blob id matches again.
+            return Change(
+                Action.NOOP,
+                d.name,
+                d.path,
+                job_id=job.id,
+                desired=d,
+                note=f"file moved from {job.origin_path}",
+            )
         return Change(Action.NOOP, d.name, d.path, job_id=job.id, desired=d)
     fields = field_changes(job.spec, d.spec)
     note = "adopt unmanaged job" if not job.managed else ""

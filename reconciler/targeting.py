@@ -216,6 +216,11 @@ def threshold(criterion: SuccessCriterion, total: int) -> int:
     return total * amount.value // 100
 
 
+_ALL_SUCCEED = SuccessCriterion.model_validate(
+    {"status": "success", "numRuns": {"type": "percent", "value": 100}}
+)
+
+
 def success_state(
     criteria: Sequence[SuccessCriterion],
     counts: Mapping[RunStatus, int] | Mapping[str, int],
@@ -228,8 +233,11 @@ def success_state(
     are terminal. `status: success` needs count(success) >= threshold; `status: failure` allows at
     most threshold runs that ended without success (failure, timeout, canceled: see `NOT_SUCCESS`).
     FAILED as soon as one criterion cannot hold whatever the remaining runs do; MET as soon as all
-    hold whatever they do; with no criteria, MET once every run finished.
+    hold whatever they do. No criteria means every run must succeed: a group whose runs failed
+    is not a success just because nobody wrote down what success is.
     """
+    if not criteria:
+        criteria = (_ALL_SUCCEED,)
     remaining = max(0, total - finished)
     successes = counts.get(RunStatus.SUCCESS, 0)
     failures = sum(counts.get(status, 0) for status in NOT_SUCCESS)
@@ -244,6 +252,4 @@ def success_state(
             if failures > limit:
                 return CriteriaState.FAILED
             met = met and failures + remaining <= limit
-    if not criteria:
-        met = remaining == 0
     return CriteriaState.MET if met else CriteriaState.PENDING

@@ -159,6 +159,10 @@ class SqlStateWriter:
         self._current_version(job_id)
         self._touch(job_id, {"managed": managed, "origin_path": origin_path})
 
+    def set_origin(self, job_id: str, origin_path: str, blob_id: str | None) -> None:
+        self._current_version(job_id)
+        self._touch(job_id, {"origin_path": origin_path, "blob_id": blob_id})
+
     # -- instances --------------------------------------------------------------------------
 
     def create_instance(

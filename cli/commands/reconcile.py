@@ -142,7 +142,11 @@ def _load_plan(path: Path) -> tuple[list[Desired], int, str | None]:
     for d in saved.desired:
         # A plan file is input like any other: re-validate each spec and check its hash.
         validated = validate_document(d.spec)
-        if validated.job is None or spec_hash(canonical(validated.job)) != d.hash:
+        if (
+            validated.job is None
+            or spec_hash(canonical(validated.job)) != d.hash
+            or validated.job.name != d.name
+        ):
             raise CourierError(f"{path}: the spec of job {d.name!r} was altered after planning")
         desired.append(Desired(d.name, d.path, d.spec, d.hash, d.blobId))
     return desired, saved.stateSerial, saved.gitCommit

@@ -49,9 +49,9 @@ def runner(
     from reconciler.nodes.agent import (
         RUNNER_ENV,
         AgentRunner,
+        OrphanGuard,
         RunnerSettings,
         agent_node,
-        start_orphan_guard,
         step_executor,
     )
     from reconciler.nodes.gather import gather
@@ -86,7 +86,7 @@ def runner(
 
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     store = None
-    close_guard: Callable[[], None] | None = None
+    guard: OrphanGuard | None = None
     try:
         store = open_store(opts) if once else _open(opts, log, stop)
         if store is None:
@@ -101,18 +101,20 @@ def runner(
             evidence=evidence_store(opts.repo),
             clock=clock,
         )
-        close_guard = start_orphan_guard(owner)
-        if close_guard is None:
+        if OrphanGuard.available():
+            guard = OrphanGuard(owner)
+        else:
             log("no /proc here: a step outlives its runner if the runner is killed")
-        agent.append(AgentRunner(store, settings, node, execute, clock, log=log))
+        on_run = guard.running if guard is not None else (lambda run_id: None)
+        agent.append(AgentRunner(store, settings, node, execute, clock, log=log, on_run=on_run))
         if stop.is_set():
             agent[0].stop()
         log(f"started as {owner} (lease {lease:g}s, heartbeat {heartbeat:g}s)")
         handled = agent[0].run()
         log(f"stopped after {handled} run(s)")
     finally:
-        if close_guard is not None:
-            close_guard()
+        if guard is not None:
+            guard.close()
         if store is not None:
             store.engine.dispose()
         for signum, handler in previous.items():

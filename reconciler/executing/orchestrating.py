@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from reconciler.errors import CourierError
 from reconciler.executing.running import RunContext, RunOutcome, execute_run
-
 from reconciler.model.enums import ExecutionType, InstanceStatus, RunStatus, StepStatus
 from reconciler.model.job import Group, JobTemplate
 from reconciler.nodes.inventory import Inventory, Transport
@@ -101,9 +100,14 @@ def execute_due(
     """Run every open instance scheduled at or before `now` to its end (or to `deadline`)."""
     outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, ex.workers), thread_name_prefix="run") as pool:
+        claim = getattr(ex.store, "claim_instance", None)
         for instance in ex.store.open_instances():
             if instance.scheduled_for > now:
                 continue
+            if instance.status is not InstanceStatus.PENDING:
+                continue  # running: another executor (a daemon, another apply --wait) has it
+            if claim is not None and not claim(instance.id, ex.clock.now()):
+                continue  # another executor claimed it first
             outcomes.append(_Instance(ex, pool, instance, deadline).execute())
     return outcomes
 
@@ -300,7 +304,7 @@ class _Instance:
             reason = (
                 f"node {run.node_id!r} is not in the inventory (nodes.yaml)"
                 if node is None
-                else f"node {run.node_id!r} uses transport {node.transport}; start `courier runner` on it"
+                else f"node {run.node_id!r} is not a local node; its `courier runner` runs it"
             )
             return RunRecord(run.id, RunStatus.FAILURE, started, ex.clock.now(), (), reason)
         ctx = RunContext(

@@ -58,16 +58,15 @@ def desired_from_git(
     try:
         repository = git.Repo(repo, search_parent_directories=True)
         commit = repository.commit(rev)
-    except (git.exc.GitError, ValueError) as exc:
-        raise CourierError(f"cannot read git revision {rev!r} in {repo}: {exc}") from exc
-    root = Path(repository.working_tree_dir or repo).resolve()
-    prefix = PurePosixPath(repo.resolve().relative_to(root).as_posix()) / folder
-    problems: list[Problem] = []
-    candidates: list[Candidate] = []
-    try:
+        root = Path(repository.working_tree_dir or repo).resolve()
+        prefix = PurePosixPath(repo.resolve().relative_to(root).as_posix()) / folder
         tree = commit.tree / prefix.as_posix() if str(prefix) != "." else commit.tree
     except KeyError:
-        return [], LoadResult(), commit.hexsha
+        return [], LoadResult(), commit.hexsha  # no jobs.d/ at that revision: no jobs
+    except Exception as exc:  # gitpython and gitdb raise many unrelated types for a bad rev
+        raise CourierError(f"cannot read git revision {rev!r} in {repo}: {exc}") from exc
+    problems: list[Problem] = []
+    candidates: list[Candidate] = []
     for item in tree.traverse():
         if not isinstance(item, git.Blob):
             continue

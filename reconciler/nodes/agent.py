@@ -9,6 +9,7 @@ are injected, so tests and the bench drive `AgentRunner` directly; the CLI wires
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -138,6 +139,7 @@ class AgentRunner:
         clock: Clock,
         *,
         log: Callable[[str], None] = lambda line: None,
+        on_run: Callable[[str | None], None] = lambda run_id: None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -145,6 +147,7 @@ class AgentRunner:
         self.execute = execute
         self.clock = clock
         self.log = log
+        self.on_run = on_run  # told the run in flight, then None (`OrphanGuard.running`)
         self.handled = 0  # runs released or dropped
         self._stopping = threading.Event()
         self._killing = threading.Event()
@@ -226,7 +229,11 @@ class AgentRunner:
             self._cancel = cancel
             if self._killing.is_set():
                 cancel.set()
-        record, lost = self._execute_with_heartbeat(claimed, cancel)
+        self.on_run(run.id)
+        try:
+            record, lost = self._execute_with_heartbeat(claimed, cancel)
+        finally:
+            self.on_run(None)
         with self._lock:
             self._cancel = None
         self.handled += 1
@@ -354,33 +361,48 @@ def _why(exc: Exception) -> str:
     return exc.message if isinstance(exc, StateError) else f"{type(exc).__name__}: {exc}"
 
 
-def start_orphan_guard(token: str) -> Callable[[], None] | None:
-    """Make the steps of this runner die with it, where `/proc` allows (Linux).
+class OrphanGuard:
+    """Makes the steps of the run in flight die with this runner, where `/proc` allows (Linux).
 
     Steps run in sessions of their own, so a runner killed with SIGKILL would leave its step
     running while another runner takes the run over. `guard.py` holds the read end of a pipe
-    only this process writes to; when the pipe closes, however this process ended, it kills
-    the process groups of every process whose environment has `COURIER_RUNNER=<token>`.
-    Returns the function that ends the guard at a clean exit; None where there is no `/proc`.
+    only this process writes to, and is told which run is in flight; when the pipe closes
+    without `quit` (this process died), it kills the process groups of that run's processes:
+    those whose environment has both `COURIER_RUNNER=<token>` and `COURIER_RUN_ID=<run>`.
+    Processes that earlier runs left in the background are not touched.
     """
-    if not Path("/proc/self/environ").exists():
-        return None
-    read, write = os.pipe()  # not inherited by steps (PEP 446): only this process holds `write`
-    try:
-        guard = subprocess.Popen(
-            [sys.executable, "-I", str(Path(__file__).with_name("guard.py")), token],
-            stdin=read,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C meant for the runner does not end the guard
-        )
-    finally:
-        os.close(read)
 
-    def close() -> None:
-        os.close(write)
+    def __init__(self, token: str) -> None:
+        read, write = os.pipe()  # not inherited by steps (PEP 446): only we hold `write`
         try:
-            guard.wait(5)
-        except subprocess.TimeoutExpired:
-            guard.kill()
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", str(Path(__file__).with_name("guard.py")), token],
+                stdin=read,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C meant for the runner does not end the guard
+            )
+        finally:
+            os.close(read)
+        self._pipe = os.fdopen(write, "w", buffering=1, encoding="utf-8")
 
-    return close
+    @staticmethod
+    def available() -> bool:
+        return Path("/proc/self/environ").exists()
+
+    def running(self, run_id: str | None) -> None:
+        """The run now in flight (None: none)."""
+        self._send(f"run {run_id}" if run_id else "idle")
+
+    def close(self) -> None:
+        """A clean exit: the guard leaves without killing anything."""
+        self._send("quit")
+        with contextlib.suppress(OSError):
+            self._pipe.close()
+        try:
+            self._process.wait(5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+    def _send(self, line: str) -> None:
+        with contextlib.suppress(OSError):  # a guard that died cannot be told; steps go on
+            self._pipe.write(line + "\n")

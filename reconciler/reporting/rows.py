@@ -1,10 +1,10 @@
 """The parts of the report with one line per run, rendered in Python for the templates to place.
 
-A report of 100,000 runs has a job-page row, a timeline bar and a JUnit testcase for each: done
-field by field in jinja2 that alone took longer than the 5 s the whole report may take (issue 5;
-see bench/RESULTS.md), so these three bodies are plain string building here, escaped explicitly
-(`md` for Markdown, `markupsafe.escape` for HTML and XML), and everything else stays in the
-templates. Each function returns `Markup`: already safe, placed as it is.
+A report of 100,000 runs has a job-page row, a timeline bar and a JUnit testcase for each; done
+field by field in jinja2 they made rendering 2.3 times as slow (bench/RESULTS.md, `## report`),
+so these bodies are plain string building here, escaped explicitly (`md` for Markdown, `xml`
+for HTML and XML), and everything else stays in the templates. Each returns `Markup`: already
+safe, placed as it is.
 """
 
 from __future__ import annotations

@@ -67,23 +67,12 @@ def test_plan_and_apply_an_older_commit(git_repo: GitRepo) -> None:
     assert git_repo.tree_digest() == tree
 
 
-UNKNOWN_REF_BUG = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: reconciler/loading/desired.py desired_from_git catches git.exc.GitError and "
-        "ValueError around repository.commit(rev), but gitpython raises gitdb.exc.BadName for an "
-        "unknown name or a too-deep HEAD~N, and a ValueError for an unknown sha only later, at "
-        "commit.tree: exit 70 'internal error' instead of exit 1"
-    ),
-)
-
-
 @pytest.mark.parametrize(
     ("command", "ref"),
     [
-        pytest.param("plan", "no-such-branch", marks=UNKNOWN_REF_BUG, id="plan-unknown-name"),
-        pytest.param("apply", "HEAD~5", marks=UNKNOWN_REF_BUG, id="apply-too-far-back"),
-        pytest.param("plan", "0" * 40, marks=UNKNOWN_REF_BUG, id="plan-unknown-sha"),
+        pytest.param("plan", "no-such-branch", id="plan-unknown-name"),
+        pytest.param("apply", "HEAD~5", id="apply-too-far-back"),
+        pytest.param("plan", "0" * 40, id="plan-unknown-sha"),
         pytest.param("apply", "HEAD:jobs.d", id="apply-not-a-commit"),
     ],
 )

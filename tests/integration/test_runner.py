@@ -26,9 +26,10 @@ import pytest
 from reconciler.model.enums import InstanceStatus, RunStatus, StepStatus
 from tests.integration.support import SHELL, GitRepo, collect, courier_env, describe
 
+pytestmark = [pytest.mark.pg, pytest.mark.slow]
+
 NODES = [f"node-{i:02d}" for i in range(20)]
 SHARED = "node-00"  # gets a second runner
-KILLED = ("node-05", "node-13")
 STEP = (
     'echo "start $(date +%s.%N) $COURIER_RUNNER" >> steps.log; sleep 2; '
     'echo "done $(date +%s.%N) $COURIER_RUNNER" >> steps.log'
@@ -95,6 +96,10 @@ class Runners:
         self.procs.append((node, proc, log))
         return proc
 
+    def by_pid(self, pid: int) -> subprocess.Popen[bytes]:
+        [proc] = [proc for _, proc, _ in self.procs if proc.pid == pid]
+        return proc
+
     def logs(self, node: str) -> str:
         return "".join(log.read_text() for n, _, log in self.procs if n == node)
 
@@ -152,13 +157,21 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
     git_repo.write("nodes.yaml", agent_nodes(NODES))
     git_repo.write_job("fleet.json", fleet_job(NODES))
     git_repo.commit()
-    victims = {node: runners.start(node) for node in NODES}
-    runners.start(SHARED)
+    store = git_repo.store(pg_url)  # the schema, made once: the runners do not race to make it
+    for node in [*NODES, SHARED]:
+        runners.start(node)
     apply = git_repo.popen("--state", pg_url, "apply", "--wait", "--timeout", "120")
     try:
-        # Kill the two runners 0.8 s into their 2 s step, and start new ones for their nodes.
+        # Kill two runners 0.8 s into their 2 s step (one of the shared node's, and one of a
+        # node whose step is running then), and start new ones for their nodes.
         killed_at: dict[str, float] = {}
-        for node in KILLED:
+        victims: list[subprocess.Popen[bytes]] = []
+        for which in (SHARED, "any"):
+            node = which
+            if which == "any":
+                busy = [n for n in NODES if n not in killed_at and _in_step(git_repo, n)]
+                assert busy, "every step ended before a second runner could be killed"
+                node = max(busy, key=lambda n: steps_log(git_repo, n)[0][1])  # the latest
             wait_for(
                 lambda n=node: steps_log(git_repo, n) or apply.poll() is not None,
                 90,
@@ -166,11 +179,14 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
                 runners.all_logs,
             )
             assert apply.poll() is None, describe(collect(apply)) + runners.all_logs()
-        time.sleep(0.8)
-        for node in KILLED:
-            victims[node].kill()
+            [(_, started, owner)] = steps_log(git_repo, node)  # owner: "host:pid:random"
+            time.sleep(max(0.0, started + 0.8 - time.time()))
+            assert _in_step(git_repo, node), f"the step on {node} ended before the kill"
+            victim = runners.by_pid(int(owner.split(":")[1]))
+            victim.kill()
             killed_at[node] = time.time()
-            victims[node].wait(5)
+            victim.wait(5)
+            victims.append(victim)
             runners.start(node)
         done = collect(apply, timeout=150)
     finally:
@@ -180,12 +196,11 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
     assert done.returncode in (0, 3), context
     assert "Traceback" not in done.stdout + done.stderr + runners.all_logs(), context
     codes = runners.stop_all()
-    killed_pids = {victims[node].pid for node in KILLED}
+    killed_pids = {victim.pid for victim in victims}
     assert {pid: code for pid, code in codes.items() if pid not in killed_pids} == {
         pid: 0 for pid in codes if pid not in killed_pids
     }, context  # SIGTERM: a clean exit
 
-    store = git_repo.store(pg_url)
     [instance] = store.instances()
     assert instance.status in (InstanceStatus.SUCCESS, InstanceStatus.FAILURE), context
     runs = store.runs(instance.id)
@@ -202,14 +217,20 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
         finished = [owner for kind, _, owner in lines if kind == "done"]
         assert len(finished) == 1, (node, lines)  # completed exactly once, killed runs included
         assert not _overlapping(lines, killed_at.get(node)), (node, lines)
-    for node in KILLED:
+    for node in killed_at:
         starts = [line for line in steps_log(git_repo, node) if line[0] == "start"]
         assert len(starts) == 2, starts  # the killed attempt, then the one that finished
+        assert starts[0][2] != starts[1][2]  # by another runner
         assert "again (the lease of its previous runner expired)" in runners.logs(node)
     enrolled = {n.id: n for n in store.list_nodes()}
     assert set(enrolled) == set(NODES)
     assert all(n.transport == "agent" and n.attributes.get("hostname") for n in enrolled.values())
     assert all("shell-interpreter" in n.skills for n in enrolled.values())
+
+
+def _in_step(repo: GitRepo, node: str) -> bool:
+    kinds = [kind for kind, _, _ in steps_log(repo, node)]
+    return kinds == ["start"]
 
 
 def _overlapping(lines: list[tuple[str, float, str]], killed_at: float | None) -> bool:
@@ -306,17 +327,19 @@ def test_a_runner_reconnects_after_the_database_went_away(
     proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
     try:
         through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+        git_repo.store(pg_url)  # the schema
         git_repo.write("nodes.yaml", agent_nodes(["edge-1"]))
         git_repo.write_job("edge.json", fleet_job(["edge-1"], "edge"))
         git_repo.commit()
         runners.url = through
         runner = runners.start("edge-1")
-        wait_for(lambda: "started as" in runners.logs("edge-1"), 30, "the runner to start")
+        wait_for(lambda: "started as" in runners.logs("edge-1"), 90, "the start", runners.all_logs)
         proxy.down()
         wait_for(
             lambda: "state database unavailable (claim)" in runners.logs("edge-1"),
-            30,
+            60,
             "the runner to notice the outage",
+            runners.all_logs,
         )
         time.sleep(2)  # a few failed retries
         proxy.up.set()

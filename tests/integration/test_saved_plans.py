@@ -91,18 +91,7 @@ def rename_job(document: dict[str, Any]) -> None:
     [
         pytest.param(set_command, id="spec-command"),
         pytest.param(set_timeout, id="spec-timeout"),
-        pytest.param(
-            rename_job,
-            id="job-name",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: cli/commands/reconcile.py _load_plan checks each spec against its hash "
-                    "but never that the entry's `name` is the spec's name, so an edited name "
-                    "creates a job whose name differs from its own spec"
-                ),
-            ),
-        ),
+        pytest.param(rename_job, id="job-name"),
     ],
 )
 def test_tampered_saved_plan_is_refused(git_repo: GitRepo, edit: Any) -> None:

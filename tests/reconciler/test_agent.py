@@ -3,6 +3,8 @@ database outages, stop and kill. Real threads and short real timings (lease unde
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -12,7 +14,13 @@ import pytest
 
 from reconciler.errors import NotFound, StateError
 from reconciler.model.enums import InstanceStatus, RunStatus
-from reconciler.nodes.agent import AgentRunner, Execute, RunnerSettings, agent_node
+from reconciler.nodes.agent import (
+    AgentRunner,
+    Execute,
+    OrphanGuard,
+    RunnerSettings,
+    agent_node,
+)
 from reconciler.ports import ClaimedRun, RunRecord, StoredInstance, StoredRun
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -216,3 +224,35 @@ def test_a_run_gone_from_the_state_is_dropped_and_the_loop_goes_on() -> None:
     agent, lines = runner(store, step(0.01))
     assert agent.run() == 2
     assert sum("no longer in the state" in line for line in lines) == 2
+
+
+@pytest.mark.skipif(not OrphanGuard.available(), reason="the orphan guard needs /proc (Linux)")
+@pytest.mark.parametrize("runner_dies", [True, False])
+def test_the_orphan_guard_kills_the_run_in_flight_only_when_its_runner_dies(
+    runner_dies: bool,
+) -> None:
+    def step_process(run_id: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "COURIER_RUNNER": "token-1", "COURIER_RUN_ID": run_id}
+        return subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+
+    earlier, current = step_process("r0"), step_process("r1")  # r0: left in the background
+    guard = OrphanGuard("token-1")
+    try:
+        guard.running("r0")
+        guard.running(None)
+        guard.running("r1")
+        if runner_dies:
+            guard._pipe.close()  # what the kernel does to a SIGKILLed runner's pipe
+            guard._process.wait(10)
+        else:
+            guard.close()
+        if runner_dies:
+            assert current.wait(5) == -9  # SIGKILLed by the guard
+        else:
+            time.sleep(0.3)
+            assert current.poll() is None
+        assert earlier.poll() is None
+    finally:
+        for proc in (earlier, current):
+            proc.kill()
+            proc.wait()

@@ -356,8 +356,10 @@ def test_report_data_from_the_state() -> None:
     assert (ok.last_status, ok.ratio) == ("success", "1/1 (100%)")
     assert report.summary == "1 success, 1 failure"
     view = bad.instances[0]
-    (run,) = view.failed_runs()
-    step = view.steps_of(run)[1]
+    (failure,) = view.failures
+    run, step = failure.run, failure.step
+    assert failure.tail is view.tails[run.id, 2]
+    assert step is view.steps[run.id][1]
     assert view.step_name(step.step_number) == "break"
     assert [a.attempt_no for a in step.attempts] == [1, 2]
     tail = view.tails[run.id, 2]
