@@ -18,6 +18,8 @@ Each repeat measures, on fresh copies of one git repository (`nodes.yaml` with n
   no execute-only command (no `courier daemon` yet), so this is the closest "execution process";
   E2E minus the plain apply is shown beside it as a cross-check;
 - the executor's own span, from the state: first run dispatched to last run recorded;
+- FIXED: `courier apply --wait` once more in that repo, with nothing to apply and nothing due:
+  the cost every process pays (start-up, imports, state, inventory, plan);
 - a baseline in this process: 1,000 `sh -c true` spawned from 32 threads (the ceiling of DESIGN.md
   §8), so a loaded machine shows up as a low baseline rather than as a courier regression;
 - Ansible on the same hosts.
@@ -26,7 +28,9 @@ Wall-clock, CPU (user + system of the process and its children, from GNU `time -
 RSS (`time -v`'s maximum resident set size: the largest single process, so for Ansible one of
 its forks or the controller, not their sum). Then, once, a profile of the 1,000-node
 `apply --wait` in process (`cli.main.run` under cProfile: every thread with a CPU-time clock,
-and again with a wall clock, where the main thread is the orchestrator) and `python -X importtime`.
+and again with a wall clock, where the main thread is the orchestrator), `python -X importtime`,
+and the pieces of the worker path timed alone in one thread (spawn, evidence zip and store, the
+evidence folder, the whole `execute_run`).
 Prints everything and rewrites the `## execute` section of bench/RESULTS.md (notes between
 `<!-- keep -->` and `<!-- /keep -->` in it survive). Generated files go to bench/out/execute/.
 """
@@ -69,6 +73,7 @@ RATIO_TARGET = 20.0  # x Ansible's hosts/s, issue 4
 TEMPLATE_VERSION = "1"
 JOB_NAME = "bench-true"
 ANSIBLE_FALLBACK_HOSTS = 200
+COMPONENT_COUNT = 500  # repetitions of each piece of the worker path
 
 
 # --- set-up ----------------------------------------------------------------------------------
@@ -264,31 +269,48 @@ class CourierRound:
     problems: list[str] = field(default_factory=list)
 
 
-def courier_round(template: Path, n: int, timeout: float) -> CourierRound:
+def courier_round(template: Path, n: int, timeout: float, e2e_first: bool) -> CourierRound:
+    """Both repos are copied before and deleted after every measurement, and the disk is synced
+    before each one: deleting thousands of folders is I/O the next process would pay for."""
     env = courier_env()
-    problems = []
-    repo = fresh_repo(template)
-    try:
-        e2e = run_timed([str(COURIER), "apply", "--wait"], repo, timeout, env)
-        e2e_span, counts = executor_span(repo) if e2e.rc == 0 else (float("nan"), None)
-        problems.append(check_courier(e2e, "apply --wait", counts, n))
-    finally:
-        shutil.rmtree(repo, ignore_errors=True)
-    repo = fresh_repo(template)
-    try:
-        plain = run_timed([str(COURIER), "apply"], repo, timeout, env)
+    problems: list[str] = []
+    fresh_e2e, fresh_split = fresh_repo(template), fresh_repo(template)
+
+    def timed(argv: list[str], repo: Path) -> Proc:
+        os.sync()
+        return run_timed([str(COURIER), *argv], repo, timeout, env)
+
+    def e2e() -> tuple[Proc, float]:
+        proc = timed(["apply", "--wait"], fresh_e2e)
+        span, counts = executor_span(fresh_e2e) if proc.rc == 0 else (float("nan"), None)
+        problems.append(check_courier(proc, "apply --wait", counts, n))
+        return proc, span
+
+    def split() -> tuple[Proc, Proc, float, Proc]:
+        plain = timed(["apply"], fresh_split)
         problems.append(check_courier(plain, "apply", None, n))
-        execute = run_timed([str(COURIER), "apply", "--wait"], repo, timeout, env)
-        exec_span, counts = executor_span(repo) if execute.rc == 0 else (float("nan"), None)
+        execute = timed(["apply", "--wait"], fresh_split)
+        span, counts = executor_span(fresh_split) if execute.rc == 0 else (float("nan"), None)
         problems.append(check_courier(execute, "apply --wait after apply", counts, n))
         if "Nothing to apply" not in execute.stdout and execute.rc == 0:
             problems.append("the second apply --wait applied something: not an execution-only run")
-        idle = run_timed([str(COURIER), "apply", "--wait"], repo, timeout, env)
+        idle = timed(["apply", "--wait"], fresh_split)
         problems.append(check_courier(idle, "apply --wait with nothing due", None, n))
+        return plain, execute, span, idle
+
+    try:
+        if e2e_first:
+            e2e_proc, e2e_span = e2e()
+            plain, execute, exec_span, idle = split()
+        else:
+            plain, execute, exec_span, idle = split()
+            e2e_proc, e2e_span = e2e()
     finally:
-        shutil.rmtree(repo, ignore_errors=True)
+        shutil.rmtree(fresh_e2e, ignore_errors=True)
+        shutil.rmtree(fresh_split, ignore_errors=True)
+        os.sync()
     problems = [p for p in problems if p]
-    return CourierRound(e2e, e2e_span, plain, execute, exec_span, idle, problems)
+    return CourierRound(e2e_proc, e2e_span, plain, execute, exec_span, idle, problems)
 
 
 def spawn_baseline(n: int, workers: int = 32) -> float:
@@ -620,6 +642,138 @@ def import_times(template: Path, timeout: float) -> list[tuple[str, float]]:
     return sorted(own.items(), key=lambda kv: kv[1], reverse=True)
 
 
+def components(template: Path, count: int) -> list[tuple[str, float, float, str]]:
+    """Per-run costs of the executor's worker path, one thread, no contention: (what, wall ms,
+    CPU ms, note) per operation, averaged over `count`. Each piece is timed alone, then the
+    whole `execute_run` of the bench job, so the pieces can be compared with the whole."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    rows: list[tuple[str, float, float, str]] = []
+    scratch = Path(tempfile.mkdtemp(prefix="components-", dir=WORK / "tmp"))
+
+    def measure(what: str, fn: Any, note: str = "") -> None:
+        fn(-1)  # warm up (imports, first directory)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i in range(count):
+            fn(i)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        rows.append((what, wall / count * 1000, cpu / count * 1000, note))
+
+    try:
+        from reconciler.evidence.filesystem import FileEvidenceStore
+        from reconciler.evidence.zipping import build_zip
+        from reconciler.executing.orchestrating import node_workdir
+        from reconciler.executing.running import RunContext, execute_run
+        from reconciler.model.job import JobTemplate
+        from reconciler.ports import evidence_key
+
+        env = courier_env()
+        sh = shutil.which("sh") or "/bin/sh"
+        store = FileEvidenceStore(scratch / "evidence")
+        flat = scratch / "flat"
+        flat.mkdir()
+        blob = b"x" * 1100  # about the size of one attempt's zip here
+        members = [
+            ("stdout.txt", b""),
+            ("stderr.txt", b""),
+            ("command.txt", b"true\n"),
+            ("outputs.json", b"{}"),
+            ("result.json", b"{" + b" " * 600 + b"}"),
+        ]
+        now = dt.now(UTC)
+
+        def spawn(_: int) -> None:
+            with tempfile.TemporaryFile() as out:
+                subprocess.run(
+                    [sh, "-c", "true"],
+                    cwd=scratch,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                    check=True,
+                )
+
+        def put_nested(i: int) -> None:
+            store.put(evidence_key(f"r{i}", 1, 1), blob)
+
+        def put_flat(i: int) -> None:
+            path = flat / f"evidence-run-r{i}-step-1-attempt-1.zip"
+            part = path.with_name(f".{path.name}.part")
+            part.write_bytes(blob)
+            part.replace(path)
+
+        def evidence_dir(_: int) -> None:
+            folder = Path(tempfile.mkdtemp(prefix="courier-evidence-"))
+            list(os.walk(folder))
+            shutil.rmtree(folder)
+
+        def temp_files(_: int) -> None:
+            with tempfile.TemporaryFile() as a, tempfile.TemporaryFile() as b:
+                a.seek(0, os.SEEK_END), b.seek(0, os.SEEK_END)
+
+        measure("spawn `sh -c true` and wait (with env, cwd, own session)", spawn)
+        measure(
+            "build_zip of the 5 members of an attempt", lambda _: build_zip(members, now, bytes)
+        )
+        measure(
+            "FileEvidenceStore.put: run/<id>/step/1/attempt/1/<file>.zip",
+            put_nested,
+            "5 new directories per attempt",
+        )
+        measure("same bytes, one flat folder (write .part, rename)", put_flat, "what-if")
+        measure("mkdtemp + walk + rmtree ($COURIER_EVIDENCE_DIR)", evidence_dir)
+        measure("two TemporaryFile (stdout, stderr)", temp_files)
+        measure("node_workdir (folder exists)", lambda _: node_workdir(scratch / "nodes", "n0000"))
+
+        from cli.wiring import SystemClock, load_inventory
+
+        inventory = load_inventory(template)
+        job = JobTemplate.model_validate(
+            json.loads((template / "jobs.d" / f"{JOB_NAME}.json").read_text())
+        )
+        node = inventory.node("n0000")
+        assert node is not None
+        runs_store = FileEvidenceStore(scratch / "runs-evidence")
+        clock = SystemClock()
+
+        def whole(i: int) -> None:
+            ctx = RunContext(
+                job_name=job.name,
+                instance_id="bench",
+                run_id=f"run-{i}",
+                node=node,
+                workdir=node_workdir(scratch / "nodes", node.id),
+                env=env,
+            )
+            outcome = execute_run(
+                job.actions.steps, ctx, evidence=runs_store, clock=clock, cancel=threading.Event()
+            )
+            if str(outcome.status) != "success":
+                raise RuntimeError(f"execute_run: {outcome.status} {outcome.reason}")
+
+        measure("whole `execute_run` of the bench job (one run, one thread)", whole, "the sum")
+    except Exception as exc:  # the code under test changes often: report, do not crash the bench
+        rows.append((f"not measured: {type(exc).__name__}: {exc}", float("nan"), float("nan"), ""))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def components_table(rows: list[tuple[str, float, float, str]], count: int) -> str:
+    lines = [
+        f"Per-run costs of the worker path, one thread, no contention ({count} of each, "
+        "in the bench process):",
+        "",
+        "| operation | wall ms | CPU ms (this process) | note |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {what} | {wall:.3f} | {cpu:.3f} | {note} |" for what, wall, cpu, note in rows]
+    return "\n".join(lines)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -829,6 +983,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.profile_only:
         print(profile_text(profile(template, n, args.timeout), import_times(template, 300), n))
+        print("\n" + components_table(components(template, COMPONENT_COUNT), COMPONENT_COUNT))
         return 0
 
     venv, ansible_version = (None, "")
@@ -842,7 +997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems: list[str] = []
     for i in range(1, args.repeat + 1):
         print(f"round {i}: courier ...", flush=True)
-        r = courier_round(template, n, args.timeout)
+        r = courier_round(template, n, args.timeout, e2e_first=i % 2 == 1)
         rounds.append(r)
         problems += [f"round {i}: {p}" for p in r.problems]
         baselines.append(spawn_baseline(n))
@@ -877,10 +1032,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prof: dict[str, Any] | None = None
     imports: list[tuple[str, float]] = []
+    comp_text = "(no component costs: --no-profile)"
     if not args.no_profile:
         print("profile ...", flush=True)
         prof = profile(template, n, args.timeout)
         imports = import_times(template, args.timeout)
+        comp_text = components_table(components(template, COMPONENT_COUNT), COMPONENT_COUNT)
 
     exec_rates = [rate(n, r.exec.wall) for r in rounds]
     e2e_rates = [rate(n, r.e2e.wall) for r in rounds]
@@ -904,6 +1061,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c_table = courier_table(rounds, baselines, n)
     a_table = ansible_table(ansible_runs, rounds, n) if ansible_runs else "(Ansible not run)"
     p_text = profile_text(prof, imports, n) if prof else "(no profile: --no-profile)"
+    p_text += "\n\n" + comp_text
     print("\n" + c_table + "\n\n" + a_table + "\n\n" + p_text + "\n\n" + summary)
     for p in problems:
         print(f"PROBLEM: {p}")
@@ -918,7 +1076,10 @@ block below). One job (`{JOB_NAME}`: one step `true`, one group over all nodes, 
 success 100%) over {n} `transport: local` nodes n0000..n{n - 1:04d}, in fresh copies of a git
 repo. "e2e" is `courier apply --wait` in a fresh repo; "exec process" is `courier apply --wait`
 run after a plain `courier apply` (a no-op plan, then the execution: there is no execute-only
-command yet); "executor span" is first dispatch to last recorded run, from the state. CPU is
+command yet), and "fixed" is `apply --wait` once more in that repo (nothing to apply, nothing
+due: start-up, state, inventory, plan). Odd rounds run e2e first, even rounds the other
+processes first; the disk is synced before each process, and repos are deleted only after the
+round. "executor span" is first dispatch to last recorded run, from the state. CPU is
 user + system of the process and its children (the `sh` steps included); peak RSS from GNU
 `time -v`. Ansible: {ansible_version or "not run"}, in bench/out/execute/ansible-venv, inventory
 of the same hosts with `ansible_connection=local` and `ansible_python_interpreter` set to that

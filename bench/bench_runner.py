@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -64,12 +64,24 @@ class Clock:
 
 
 class Timed:
-    """The store, with the latency of every fleet call recorded (list.append is atomic)."""
+    """The store, with the latency of every fleet call recorded (list.append is atomic).
+
+    A claim is timed twice: the whole call, as the loop sees it (it includes waiting for one of
+    the pool's connections, a queue that only exists because a thousand runners share one
+    process), and from the moment it holds a connection to its commit: what a runner with a
+    connection of its own, as on a real node, would wait.
+    """
 
     def __init__(self, store: SqlStateStore) -> None:
         self.store = store
         self.hits: list[float] = []
         self.misses: list[float] = []
+        self.held: list[float] = []  # claims, connection checked out -> committed
+        self._checkout = threading.local()
+        event.listen(store.engine.pool, "checkout", self._checked_out)
+
+    def _checked_out(self, *_: Any) -> None:
+        self._checkout.at = time.perf_counter()
         self.releases: list[float] = []
         self.enrolls: list[float] = []
         self.done = 0
@@ -83,7 +95,9 @@ class Timed:
     def claim_run(self, *args: Any) -> ClaimedRun | None:
         start = time.perf_counter()
         claimed = self.store.claim_run(*args)
-        (self.hits if claimed is not None else self.misses).append(time.perf_counter() - start)
+        end = time.perf_counter()
+        (self.hits if claimed is not None else self.misses).append(end - start)
+        self.held.append(end - self._checkout.at)
         return claimed
 
     def renew_lease(self, *args: Any) -> bool:
@@ -175,6 +189,7 @@ def run_bench(url: str, runners: int, rounds: int, pool: int, poll: float) -> di
 
     per_round: list[float] = []
     timed.misses.clear()
+    timed.held.clear()
     for number in range(rounds):
         assignments = [Assignment(str(uuid.uuid4()), node, 0) for node in nodes]
         scheduled = Clock().now() + datetime.timedelta(seconds=number)
@@ -208,6 +223,7 @@ def run_bench(url: str, runners: int, rounds: int, pool: int, poll: float) -> di
         "enrolled_in": enrolled_in,
         "enroll_p99": percentile(timed.enrolls, 99),
         "hits": timed.hits,
+        "held": timed.held,
         "misses": timed.misses,
         "releases": timed.releases,
         "per_round": per_round,
@@ -237,6 +253,7 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
     ok = p99 * 1000 <= TARGET_P99_MS
     rows = [
         ("claim, all calls", claims),
+        ("claim, connection held -> commit", r["held"]),
         ("claim that got a run", r["hits"]),
         ("claim that found nothing (idle poll)", r["misses"]),
         ("release (steps, attempts, status)", r["releases"]),

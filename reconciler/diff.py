@@ -1,14 +1,13 @@
 """Field-level differences between two canonical specs (deepdiff), as immutable values. Pure.
 
-Only called when two hashes differ, so unchanged jobs cost a string comparison.
+Only called when two hashes differ, so unchanged jobs cost a string comparison (and a plan
+without updates never imports deepdiff).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from deepdiff import DeepDiff
 
 from reconciler.model.canonical import EXECUTION_FIELDS
 
@@ -29,6 +28,8 @@ class FieldChange:
 
 def field_changes(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
     """Every changed, added or removed field, sorted by path."""
+    from deepdiff import DeepDiff  # slow to import (~0.1 s); a no-op plan never diffs
+
     diff = DeepDiff(old, new, view="tree", verbose_level=2)
     changes: list[FieldChange] = []
     for levels in diff.values():

@@ -8,7 +8,8 @@ same name adopts them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -27,15 +28,81 @@ class Action(StrEnum):
     DRIFT = "drift"
 
 
-@dataclass(frozen=True, slots=True)
 class Desired:
-    """A job as its file says it should be."""
+    """A job as its file says it should be: name, file, canonical spec and its hash, blob id.
+
+    Immutable, and equal to another with the same values. The spec may be given as None with a
+    `fetch` that returns it on first use: a file unchanged since its job was applied needs only
+    its name and hash to be planned (DESIGN.md §8), so the stored specs of 10,000 such jobs are
+    not loaded for nothing; only an apply that writes the job anyway (drift, adoption) or a
+    saved plan reads it.
+    """
+
+    __slots__ = ("_fetch", "_spec", "blob_id", "hash", "name", "path")
+    __hash__ = None  # type: ignore[assignment]  # the spec is a dict, as for the dataclass it was
 
     name: str
     path: str
-    spec: dict[str, Any]
     hash: str
-    blob_id: str | None = None
+    blob_id: str | None
+    _spec: dict[str, Any] | None
+    _fetch: Callable[[], dict[str, Any]] | None
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        spec: dict[str, Any] | None,
+        hash: str,
+        blob_id: str | None = None,
+        *,
+        fetch: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        if spec is None and fetch is None:
+            raise TypeError("Desired needs a spec or a fetch")
+        for key, value in (
+            ("name", name),
+            ("path", path),
+            ("_spec", spec),
+            ("hash", hash),
+            ("blob_id", blob_id),
+            ("_fetch", fetch if spec is None else None),
+        ):
+            object.__setattr__(self, key, value)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] | None = self._spec
+        if spec is None:
+            assert self._fetch is not None
+            spec = self._fetch()
+            object.__setattr__(self, "_spec", spec)
+            object.__setattr__(self, "_fetch", None)
+        return spec
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {key!r}")
+
+    def __delattr__(self, key: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {key!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Desired)
+        return (self.name, self.path, self.hash, self.blob_id) == (
+            other.name,
+            other.path,
+            other.hash,
+            other.blob_id,
+        ) and self.spec == other.spec
+
+    def __repr__(self) -> str:
+        spec = "<not loaded>" if self._spec is None else repr(self._spec)
+        return (
+            f"Desired(name={self.name!r}, path={self.path!r}, spec={spec}, hash={self.hash!r}, "
+            f"blob_id={self.blob_id!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

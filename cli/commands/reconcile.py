@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +33,10 @@ from cli.wiring import (
     open_store,
     step_env,
 )
-from reconciler.applying import ApplyOptions, apply
 from reconciler.errors import CourierError
-from reconciler.loading.desired import desired_from_git, desired_from_worktree
-from reconciler.model import canonical, spec_hash, validate_document
 from reconciler.model.enums import InstanceStatus
 from reconciler.planning import Desired, Plan, make_plan
-from reconciler.ports import StateStore
+from reconciler.ports import StoredJob, StoredState
 
 if TYPE_CHECKING:
     from reconciler.executing.orchestrating import InstanceOutcome
@@ -48,20 +47,67 @@ PLAN_FORMAT = "courier-plan/1"
 
 
 def _desired(
-    ctx: typer.Context, store: StateStore, ref: str | None
-) -> tuple[list[Desired], int, str | None]:
+    ctx: typer.Context, store: SqlStateStore, ref: str | None, *, with_specs: bool = False
+) -> tuple[list[Desired], StoredState, str | None]:
+    """The desired jobs, the state they were compared with, and the git commit.
+
+    The state is read without its specs unless `with_specs` (a saved plan holds every spec):
+    a file unchanged since its job was applied needs only the job's name and hash, and
+    parsing 10,000 stored specs would be most of a no-op plan. Such a job's spec is fetched
+    only if something asks for it (an apply that restores a drifted job).
+    """
+    from reconciler.loading.desired import desired_from_git, desired_from_worktree
+
     opts = options(ctx)
-    stored = store.read()
+    stored = store.read(with_specs=with_specs)
+    spec_of = None if with_specs else _spec_of(store)
     commit: str | None
     if ref:
-        desired, result, commit = desired_from_git(opts.repo, ref, known=stored.jobs.values())
+        desired, result, commit = desired_from_git(
+            opts.repo, ref, known=stored.jobs.values(), spec_of=spec_of
+        )
     else:
-        desired, result = desired_from_worktree([opts.jobs_dir], opts.repo, stored.jobs.values())
+        desired, result = desired_from_worktree(
+            [opts.jobs_dir], opts.repo, stored.jobs.values(), spec_of
+        )
         commit = head_commit(opts.repo)
     result.raise_for_errors()  # prints warnings and errors together, once
     for problem in result.warnings:
         warn(problem.render())
-    return desired, stored.serial, commit
+    return desired, stored, commit
+
+
+def _spec_of(store: SqlStateStore) -> Callable[[StoredJob], dict[str, Any]]:
+    def spec_of(job: StoredJob) -> dict[str, Any]:
+        """The spec of the version with the hash the job had when it was read (an apply may
+        ask after another apply changed the job since)."""
+        for version in reversed(store.job_versions(job.id)):
+            if version.hash == job.hash:
+                return version.spec
+        raise CourierError(f"the state has no version of job {job.name!r} with its hash")
+
+    return spec_of
+
+
+def _with_specs_to_diff(
+    store: SqlStateStore, stored: StoredState, desired: list[Desired]
+) -> StoredState:
+    """`stored` (read without specs) with the specs of the jobs whose hash differs from their
+    file's: the only ones `make_plan` compares field by field. One query for them all."""
+    differ = {
+        job.id: job
+        for d in desired
+        if (job := stored.jobs.get(d.name)) is not None and job.hash != d.hash and not job.spec
+    }
+    if not differ:
+        return stored
+    # Another transaction than the read: if an apply committed in between, the fields shown
+    # are against its version, and the plan is stale anyway (its serial is the read's).
+    specs = store.specs(differ)
+    jobs = dict(stored.jobs)
+    for job_id, job in differ.items():
+        jobs[job.name] = replace(job, spec=specs.get(job_id, job.spec))
+    return StoredState(jobs, stored.serial)
 
 
 def plan(
@@ -78,8 +124,8 @@ def plan(
 ) -> None:
     """Show what `apply` would change: jobs to create, update, cancel, and drift."""
     store = open_store(options(ctx))
-    desired, _, commit = _desired(ctx, store, ref)
-    the_plan = make_plan(desired, store.read())
+    desired, stored, commit = _desired(ctx, store, ref, with_specs=out is not None)
+    the_plan = make_plan(desired, _with_specs_to_diff(store, stored, desired))
     fmt = output_format(ctx, output)
     if fmt == "json":
         print_json(the_plan.to_json())
@@ -130,6 +176,8 @@ class _SavedPlan(BaseModel):
 
 
 def _load_plan(path: Path) -> tuple[list[Desired], int, str | None]:
+    from reconciler.model import canonical, spec_hash, validate_document
+
     try:
         saved = _SavedPlan.model_validate_json(path.read_bytes())
     except OSError as exc:
@@ -179,6 +227,8 @@ def apply_cmd(
     output: str | None = OutputOption,
 ) -> None:
     """Make the state match jobs.d/: schedule new jobs, update changed ones, cancel removed ones."""
+    from reconciler.applying import ApplyOptions, apply
+
     opts = options(ctx)
     store = open_store(opts)
     inventory = load_inventory(opts.repo)
@@ -188,7 +238,7 @@ def apply_cmd(
             raise CourierError("give either a plan file or --ref, not both")
         desired, expected, commit = _load_plan(planfile)
     else:
-        desired, _, commit = _desired(ctx, store, ref)
+        desired, _, commit = _desired(ctx, store, ref)  # apply plans again, inside the lock
     result = apply(
         desired,
         store,

@@ -3,6 +3,8 @@
 A file whose git blob id equals the one its job was applied from reuses the stored canonical spec
 (DESIGN.md §8), so a no-op plan over 10,000 jobs parses nothing. Blob ids are computed the way git
 does, so the work tree needs no git index and `--ref REV` needs no file contents for unchanged jobs.
+With `spec_of`, a reused job does not even need its stored spec: the caller may read the state
+without specs (`read(with_specs=False)`) and the spec is fetched only if something asks for it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from reconciler.errors import CourierError, Problem
 from reconciler.loading.discovery import MAX_FILE_BYTES, discover, format_of
-from reconciler.loading.loader import LoadResult, _load_one
+from reconciler.loading.loader import LoadResult, _load_one, bulk_allocation
 from reconciler.planning import Desired
 from reconciler.ports import StoredJob
 
@@ -32,8 +35,12 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
+SpecOf = Callable[[StoredJob], dict[str, Any]]
+"""The stored canonical spec of a job's current version (the one with the job's hash)."""
+
+
 def desired_from_worktree(
-    paths: list[Path], repo: Path, known: Iterable[StoredJob] = ()
+    paths: list[Path], repo: Path, known: Iterable[StoredJob] = (), spec_of: SpecOf | None = None
 ) -> tuple[list[Desired], LoadResult]:
     sources, problems = discover(paths, repo)
     candidates: list[Candidate] = []
@@ -46,11 +53,15 @@ def desired_from_worktree(
         candidates.append(
             Candidate(source.display, source.format, git_blob_id(data), _constant(data))
         )
-    return _desired(candidates, known, problems)
+    return _desired(candidates, known, problems, spec_of)
 
 
 def desired_from_git(
-    repo: Path, rev: str, folder: str = "jobs.d", known: Iterable[StoredJob] = ()
+    repo: Path,
+    rev: str,
+    folder: str = "jobs.d",
+    known: Iterable[StoredJob] = (),
+    spec_of: SpecOf | None = None,
 ) -> tuple[list[Desired], LoadResult, str]:
     """Desired jobs at git revision `rev` (work tree untouched); also returns the commit sha."""
     import git  # gitpython is slow to import; only `--ref` needs it here
@@ -91,7 +102,7 @@ def desired_from_git(
             continue
         candidates.append(Candidate(display, fmt, item.hexsha, _blob_reader(item)))
     candidates.sort(key=lambda c: c.display)
-    desired, result = _desired(candidates, known, problems)
+    desired, result = _desired(candidates, known, problems, spec_of)
     return desired, result, commit.hexsha
 
 
@@ -104,19 +115,31 @@ def _blob_reader(blob: Any) -> Callable[[], bytes]:
 
 
 def _desired(
-    candidates: list[Candidate], known: Iterable[StoredJob], problems: list[Problem]
+    candidates: list[Candidate],
+    known: Iterable[StoredJob],
+    problems: list[Problem],
+    spec_of: SpecOf | None = None,
 ) -> tuple[list[Desired], LoadResult]:
     by_path = {j.origin_path: j for j in known if j.managed and j.origin_path and j.blob_id}
     result = LoadResult(problems=problems)
     reused: list[Desired] = []
     blobs: dict[str, str | None] = {}
+    changed: list[Candidate] = []
     for c in candidates:
         stored = by_path.get(c.display)
-        if stored is not None and stored.blob_id == c.blob_id:
+        if stored is None or stored.blob_id != c.blob_id:
+            changed.append(c)
+        elif spec_of is None:
             reused.append(Desired(stored.name, c.display, stored.spec, stored.hash, c.blob_id))
-            continue
-        blobs[c.display] = c.blob_id
-        _load_one(c.display, c.format, c.read(), result)
+        else:
+            fetch = partial(spec_of, stored)
+            reused.append(
+                Desired(stored.name, c.display, None, stored.hash, c.blob_id, fetch=fetch)
+            )
+    with bulk_allocation():  # a first apply parses thousands of files: keep the GC out of it
+        for c in changed:
+            blobs[c.display] = c.blob_id
+            _load_one(c.display, c.format, c.read(), result)
     parsed = [Desired(j.name, j.path, j.spec, j.hash, blobs.get(j.path)) for j in result.jobs]
     desired = sorted(reused + parsed, key=lambda d: d.path)
     _check_names(desired, result)
@@ -143,4 +166,4 @@ def _check_names(desired: list[Desired], result: LoadResult) -> None:
                 )
 
 
-__all__ = ["Candidate", "desired_from_git", "desired_from_worktree", "git_blob_id"]
+__all__ = ["Candidate", "SpecOf", "desired_from_git", "desired_from_worktree", "git_blob_id"]

@@ -38,6 +38,10 @@ def discover(paths: list[Path], repo: Path) -> tuple[list[Source], list[Problem]
         if not given.exists() and not given.is_symlink():
             problems.append(Problem(str(given), 1, 1, "", "no such file or directory"))
             continue
+        escape = _escapes(given, repo)
+        if escape:
+            problems.append(escape)
+            continue
         if given.is_dir():
             _discover_folder(given, repo, sources, problems)
         else:
@@ -116,6 +120,21 @@ def _discover_folder(
             sources.setdefault(display, Source(path, display, fmt))
         # os.walk's order: a folder's files, then its subfolders by name, depth first
         stack.extend(os.path.join(top, d) for d in sorted(subfolders, reverse=True))  # noqa: PTH118
+
+
+def _escapes(given: Path, repo: Path) -> Problem | None:
+    """A path inside the repo that a symlink (on it or a folder above) leads out of it.
+
+    Paths outside the repository are fine to validate (`courier validate ~/drafts/x.json`);
+    what must not happen is that `jobs.d/` or a folder in it is a door to the rest of the disk.
+    """
+    absolute = Path(os.path.abspath(given))  # noqa: PTH100 - the path as written, links kept
+    if not absolute.is_relative_to(repo):
+        return None
+    target = given.resolve()
+    if target.is_relative_to(repo):
+        return None
+    return Problem(_display(given, repo), 1, 1, "", f"symlink leaves the repository (to {target})")
 
 
 def _display(path: Path, repo: Path) -> str:

@@ -7,6 +7,7 @@ file is re-read for positions only when it has something to report.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -119,18 +120,11 @@ def _load_one(display: str, fmt: str, data: bytes, result: LoadResult) -> None:
         text = decode(data)
         doc = parse(text, fmt)
     except ParseError as exc:
-        line, column = exc.line, exc.column
-        if line == 0:  # a JSON duplicate key: find where
-            dups = json_positions(text)[1]
-            if dups:
-                result.problems.extend(
-                    Problem(display, ln, col, format_loc(d), "duplicate key")
-                    for d, (ln, col) in dups
-                )
-                return
-            line, column = 1, 1
-        result.problems.append(Problem(display, line, column, exc.field, exc.message))
-        return
+        doc = _json_with_duplicates(display, text, result) if exc.line == 0 else None
+        if doc is None:
+            line, column = max(exc.line, 1), max(exc.column, 1)
+            result.problems.append(Problem(display, line, column, exc.field, exc.message))
+            return
     validated = validate_document(doc)
     for finding in validated.findings:
         line, column = locate(text, fmt, finding.loc)
@@ -157,6 +151,32 @@ def _load_one(display: str, fmt: str, data: bytes, result: LoadResult) -> None:
         )
         return
     result.jobs.append(LoadedJob(validated.job.name, display, fmt, validated.job, spec, digest))
+
+
+def _json_with_duplicates(display: str, text: str, result: LoadResult) -> Any | None:
+    """A JSON file with duplicate keys, read as Chef's server reads it: the last value wins.
+
+    YAML and TOML forbid duplicate keys and stay errors. JSON only says names SHOULD be unique,
+    Chef accepts such files, and one of Chef's own samples (ssl_cert_rotation.json) has them: the
+    foundation issue asks for Chef-accepted malformations to load with a warning. The warning is
+    placed at each later key, whose value silently replaces the earlier one.
+    """
+    duplicates = json_positions(text)[1]
+    if not duplicates:
+        return None
+    for loc, (line, column) in duplicates:
+        result.problems.append(
+            Problem(
+                display,
+                line,
+                column,
+                format_loc(loc),
+                "duplicate key: this value replaces the earlier one (Chef keeps the last); "
+                "remove one of them",
+                Severity.WARNING,
+            )
+        )
+    return json.loads(text)
 
 
 def _check_unique_names(result: LoadResult) -> None:

@@ -184,6 +184,8 @@ class AgentRunner:
         """Enroll, then claim and execute runs until stopped; returns how many were handled."""
         if not self._retry("enroll", self._enroll):
             return self.handled
+        skills = ", ".join(f"{k} {v}" for k, v in sorted(self.node.skills.items()))
+        self.log(f"enrolled node {self.node.id} ({skills}); waiting for runs")
         idle = self.settings.poll
         while not self._stopping.is_set():
             try:

@@ -74,7 +74,6 @@ CORPUS = [
         "bad_semver_min_version.toml", 22, 1, "actions.steps[0].interpreter.skill.minVersion",
         "'latest' is not a version",
     ),
-    Bad("duplicate_key.json", 26, 9, "actions.steps[0].retryCount", "duplicate key"),
     Bad("duplicate_key.yaml", 11, 7, "", "duplicate key 'timeoutSeconds'"),
     Bad("duplicate_key.toml", 6, None, "", "duplicate key"),
     Bad("not_utf8.yaml", 3, 18, "", "not UTF-8"),
@@ -206,7 +205,6 @@ def test_alias_bomb_is_refused_by_fmt_too(corpus: Path) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "duplicate_key.json",
         "duplicate_key.yaml",
         pytest.param(
             "duplicate_key.toml",
@@ -225,3 +223,16 @@ def test_duplicate_key_is_named(
     key = {"json": "retryCount", "yaml": "timeoutSeconds", "toml": "executionType"}
     [problem] = reported(one_by_one[name].stderr)
     assert key[name.rsplit(".", 1)[1]] in problem.rest
+
+
+def test_json_duplicate_keys_load_as_chef_reads_them_with_a_warning() -> None:
+    """Chef's server keeps the last of duplicate JSON keys, and Chef's own ssl_cert_rotation.json
+    sample has them: a warning at the later key, never a silent pass (YAML/TOML stay errors)."""
+    warn = DATA / "warn"
+    proc = run_courier("--repo", warn, "validate", "duplicate_key.json", cwd=warn)
+    assert_no_crash(proc)
+    assert proc.returncode == 0, proc.stderr
+    [problem] = reported(proc.stderr)
+    assert problem.is_warning
+    assert (problem.line, problem.column) == (26, 9)
+    assert "actions.steps[0].retryCount: duplicate key" in problem.rest

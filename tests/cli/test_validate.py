@@ -161,15 +161,6 @@ def test_symlink_inside_the_repo_is_followed(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "1 job file(s) valid"
 
 
-SYMLINKED_DIR_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconciler/loading/discovery.py _check_path only looks at the file itself "
-    "(path.is_symlink()); a file reached through a symlinked folder (jobs.d itself, or a folder "
-    "given on the command line) that resolves outside the repo is read without complaint",
-)
-
-
-@SYMLINKED_DIR_BUG
 def test_jobs_d_symlinked_out_of_the_repo_is_refused(tmp_path: Path) -> None:
     build_file_tree(tmp_path / "outside", {"secret.json": as_json(minimal_job("x"))})
     repo = build_file_tree(tmp_path / "repo", {"jobs.d": Path("../outside")})
@@ -179,7 +170,6 @@ def test_jobs_d_symlinked_out_of_the_repo_is_refused(tmp_path: Path) -> None:
     assert "symlink leaves the repository" in proc.stderr
 
 
-@SYMLINKED_DIR_BUG
 def test_folder_symlinked_out_of_the_repo_is_refused_when_named(tmp_path: Path) -> None:
     build_file_tree(tmp_path / "outside", {"secret.json": as_json(minimal_job("x"))})
     repo = build_file_tree(tmp_path / "repo", {"jobs.d/link": Path("../../outside")})

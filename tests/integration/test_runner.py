@@ -333,7 +333,9 @@ def test_a_runner_reconnects_after_the_database_went_away(
         git_repo.commit()
         runners.url = through
         runner = runners.start("edge-1")
-        wait_for(lambda: "started as" in runners.logs("edge-1"), 90, "the start", runners.all_logs)
+        wait_for(
+            lambda: "enrolled node" in runners.logs("edge-1"), 90, "the start", runners.all_logs
+        )
         proxy.down()
         wait_for(
             lambda: "state database unavailable (claim)" in runners.logs("edge-1"),

@@ -14,15 +14,7 @@ from reconciler.loading import LoadResult, load_paths
 from reconciler.model import canonical, spec_hash, validate_document
 from tests.helpers import example_params, examples_dir
 
-SSL_DUPLICATES = pytest.mark.xfail(
-    strict=True,
-    reason="BUG (spec conflict, decide which gives): Chef's official sample "
-    "samples-courier-job-examples/ssl_cert_rotation.json repeats inputs/expectedInputs/"
-    "outputFieldRules/conditions in steps[1] (lines 80-117); Chef's server accepts it (last key "
-    "wins) and DESIGN.md says every sample validates, but reconciler/loading/parsing.py refuses "
-    "JSON duplicate keys (issue 2 'Refuse: duplicate keys')",
-)
-KNOWN_REFUSED = {"ssl_cert_rotation.json": SSL_DUPLICATES}
+KNOWN_REFUSED: dict[str, pytest.MarkDecorator] = {}
 
 
 def _job_template(path: Path) -> bool:
