@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,15 +38,64 @@ def actor() -> str:
 
 
 def head_commit(repo: Path) -> str | None:
-    """The commit checked out in `repo`, or None outside git."""
+    """The commit checked out in `repo`, or None outside git (or before the first commit)."""
     if not (repo / ".git").exists() and not any((p / ".git").exists() for p in repo.parents):
         return None
-    import git
+    found = _read_head(repo)
+    if found is not _UNKNOWN:
+        return found
+    import git  # gitpython takes ~0.1 s to import: only for what _read_head leaves to it
 
     try:
         return str(git.Repo(repo, search_parent_directories=True).head.commit.hexsha)
     except (git.exc.GitError, ValueError):
         return None
+
+
+_UNKNOWN = "?"
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _read_head(repo: Path) -> str | None:
+    """HEAD's commit read from the files of the repository that contains `repo`, as gitpython
+    reads it: the `.git` folder (or `gitdir:` file of a linked work tree), HEAD, then the
+    branch's loose ref or `packed-refs`. None on an unborn branch; `_UNKNOWN` for whatever it
+    does not handle (GIT_DIR, reftable, odd files), which gitpython then answers."""
+    if "GIT_DIR" in os.environ:
+        return _UNKNOWN
+    try:
+        top = next(p for p in (repo, *repo.parents) if (p / ".git").exists())
+        git_dir = top / ".git"
+        if git_dir.is_file():
+            text = git_dir.read_text(encoding="utf-8").strip()
+            if not text.startswith("gitdir: "):
+                return _UNKNOWN
+            git_dir = (top / text.removeprefix("gitdir: ")).resolve()
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+        if (common / "reftable").exists():
+            return _UNKNOWN
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        if _SHA.fullmatch(head):
+            return head
+        if not head.startswith("ref: refs/"):
+            return _UNKNOWN
+        ref = head.removeprefix("ref: ")
+        for folder in (git_dir, common):
+            loose = folder / ref
+            if loose.is_file():
+                sha = loose.read_text(encoding="utf-8").strip()
+                return sha if _SHA.fullmatch(sha) else _UNKNOWN
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref and _SHA.fullmatch(sha):
+                    return sha
+        return None  # a branch without commits
+    except (OSError, StopIteration, UnicodeDecodeError):
+        return _UNKNOWN
 
 
 def load_inventory(repo: Path) -> Inventory:

@@ -90,12 +90,12 @@ class AttributeConstraint(_Model):
     operator: FilterOperator
     value: list[str] = Field(min_length=1)
 
-    @field_validator("namespace", mode="before")
+    @field_validator("namespace", mode="before", json_schema_input_type=str | list[str] | None)
     @classmethod
     def _namespace_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("value", mode="before")
+    @field_validator("value", mode="before", json_schema_input_type=str | list[str])
     @classmethod
     def _value_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
@@ -113,7 +113,7 @@ class SkillConstraint(_Model):
     name: NonEmptyStr
     version: list[str] = []
 
-    @field_validator("version", mode="before")
+    @field_validator("version", mode="before", json_schema_input_type=str | list[str])
     @classmethod
     def _version_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
