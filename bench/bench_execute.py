@@ -13,10 +13,12 @@ Each repeat measures, on fresh copies of one git repository (`nodes.yaml` with n
 `jobs.d/bench-true.json`):
 
 - E2E: `courier apply --wait` in a fresh repo, the whole CLI as a subprocess;
+- EXECUTE ONLY: `courier apply` in a fresh repo, then `courier daemon --once` (one scheduler
+  tick, run what is due to its end, exit): a process that only executes. The runs/s target is
+  judged on it (on the next item where a courier has no `daemon --once`);
 - APPLY + EXEC: `courier apply` in another fresh repo, then `courier apply --wait` there: the
-  second process has nothing to apply (a no-op plan) and only executes the due instance. There is
-  no execute-only command (no `courier daemon` yet), so this is the closest "execution process";
-  E2E minus the plain apply is shown beside it as a cross-check;
+  second process has nothing to apply (a no-op plan) and executes the due instance; E2E minus the
+  plain apply is shown beside it as a cross-check;
 - the executor's own span, from the state: first run dispatched to last run recorded;
 - FIXED: `courier apply --wait` once more in that repo, with nothing to apply and nothing due:
   the cost every process pays (start-up, imports, state, inventory, plan);
@@ -266,15 +268,41 @@ class CourierRound:
     exec: Proc
     exec_span: float
     idle: Proc  # `apply --wait` once more: nothing to apply, nothing due (the fixed costs)
+    daemon: Proc | None  # `daemon --once` after a plain `apply`: execution only (None: no such)
+    daemon_span: float
     problems: list[str] = field(default_factory=list)
 
 
-def courier_round(template: Path, n: int, timeout: float, e2e_first: bool) -> CourierRound:
-    """Both repos are copied before and deleted after every measurement, and the disk is synced
+def headline(r: CourierRound) -> tuple[Proc, str]:
+    """The process the runs/s target is judged on: execution only (`daemon --once` after an
+    `apply`) where courier has it, else `apply --wait` after an `apply` (a no-op plan too)."""
+    if r.daemon is not None:
+        return r.daemon, "execute-only process (`daemon --once`)"
+    return r.exec, "exec process (`apply --wait` after `apply`)"
+
+
+def has_daemon_once() -> bool:
+    """Whether this courier has `daemon --once` (one tick, run what is due, exit)."""
+    probe = subprocess.run(
+        [str(COURIER), "daemon", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=courier_env(),
+    )
+    return probe.returncode == 0 and "--once" in probe.stdout
+
+
+def courier_round(
+    template: Path, n: int, timeout: float, e2e_first: bool, daemon: bool
+) -> CourierRound:
+    """The repos are copied before and deleted after every measurement, and the disk is synced
     before each one: deleting thousands of folders is I/O the next process would pay for."""
     env = courier_env()
     problems: list[str] = []
     fresh_e2e, fresh_split = fresh_repo(template), fresh_repo(template)
+    fresh_daemon = fresh_repo(template) if daemon else None
 
     def timed(argv: list[str], repo: Path) -> Proc:
         os.sync()
@@ -298,19 +326,34 @@ def courier_round(template: Path, n: int, timeout: float, e2e_first: bool) -> Co
         problems.append(check_courier(idle, "apply --wait with nothing due", None, n))
         return plain, execute, span, idle
 
+    def execute_only() -> tuple[Proc | None, float]:
+        if fresh_daemon is None:
+            return None, float("nan")
+        plain = timed(["apply"], fresh_daemon)
+        problems.append(check_courier(plain, "apply (before daemon --once)", None, n))
+        proc = timed(["daemon", "--once"], fresh_daemon)
+        span, counts = executor_span(fresh_daemon) if proc.rc == 0 else (float("nan"), None)
+        problems.append(check_courier(proc, "daemon --once", counts, n))
+        return proc, span
+
     try:
         if e2e_first:
             e2e_proc, e2e_span = e2e()
             plain, execute, exec_span, idle = split()
+            daemon_proc, daemon_span = execute_only()
         else:
+            daemon_proc, daemon_span = execute_only()
             plain, execute, exec_span, idle = split()
             e2e_proc, e2e_span = e2e()
     finally:
-        shutil.rmtree(fresh_e2e, ignore_errors=True)
-        shutil.rmtree(fresh_split, ignore_errors=True)
+        for repo in (fresh_e2e, fresh_split, fresh_daemon):
+            if repo is not None:
+                shutil.rmtree(repo, ignore_errors=True)
         os.sync()
     problems = [p for p in problems if p]
-    return CourierRound(e2e_proc, e2e_span, plain, execute, exec_span, idle, problems)
+    return CourierRound(
+        e2e_proc, e2e_span, plain, execute, exec_span, idle, daemon_proc, daemon_span, problems
+    )
 
 
 def spawn_baseline(n: int, workers: int = 32) -> float:
@@ -827,6 +870,16 @@ def courier_table(rounds: list[CourierRound], baselines: list[float], n: int) ->
             f"{r.exec.cpu - r.idle.cpu:.2f} s",
             False,
         )
+        if r.daemon is not None:
+            row(
+                i,
+                "**execute-only process**: `daemon --once` after a plain `apply`",
+                r.daemon,
+                r.daemon.wall,
+                f"{r.daemon.cpu:.2f} s",
+                True,
+            )
+            row(i, "executor span (state), `daemon --once`", None, r.daemon_span, "", False)
         row(i, "executor span (state), exec process", None, r.exec_span, "", False)
         row(i, "executor span (state), e2e", None, r.e2e_span, "", False)
         row(i, f"baseline: {n} x `sh -c true`, 32 threads", None, base, "", False)
@@ -836,7 +889,7 @@ def courier_table(rounds: list[CourierRound], baselines: list[float], n: int) ->
 def ansible_table(runs: list[AnsibleRun], rounds: list[CourierRound], n: int) -> str:
     lines = [
         "| round | hosts run | wall | CPU | peak RSS (one process) | hosts/s | courier/ansible "
-        "(exec process) | courier/ansible (e2e) | load after |",
+        f"({headline(rounds[0])[1] if rounds else '-'}) | courier/ansible (e2e) | load after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, (a, r) in enumerate(zip(runs, rounds, strict=False), 1):
@@ -848,7 +901,7 @@ def ansible_table(runs: list[AnsibleRun], rounds: list[CourierRound], n: int) ->
         lines.append(
             f"| {i} | {a.hosts}{note} | {a.proc.wall:.1f} s | {a.proc.cpu:.1f} s "
             f"| {a.proc.rss_kb / 1024:.0f} MiB | **{a.hosts_per_s:.1f}** "
-            f"| **{rate(n, r.exec.wall) / a.hosts_per_s:.0f}x** "
+            f"| **{rate(n, headline(r)[0].wall) / a.hosts_per_s:.0f}x** "
             f"| {rate(n, r.e2e.wall) / a.hosts_per_s:.0f}x | {a.proc.load} |"
         )
     return "\n".join(lines)
@@ -930,6 +983,31 @@ def write_results(section: str) -> None:
     RESULTS.write_text(text.rstrip("\n") + "\n")
 
 
+def code_version() -> str:
+    """The commit measured, and the files changed since outside bench/ (others edit meanwhile)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = [line[3:] for line in status if not line[3:].startswith("bench/")]
+    return f"{head}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -976,6 +1054,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     n = args.nodes
     WORK.mkdir(parents=True, exist_ok=True)
+    version_at_start = code_version()
+    daemon = has_daemon_once()
     template = make_template(n)
     print(f"repo: {n} local nodes, job {JOB_NAME} (one step `true`); {machine()}", flush=True)
     if not HAVE_GNU_TIME:
@@ -997,7 +1077,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems: list[str] = []
     for i in range(1, args.repeat + 1):
         print(f"round {i}: courier ...", flush=True)
-        r = courier_round(template, n, args.timeout, e2e_first=i % 2 == 1)
+        r = courier_round(template, n, args.timeout, e2e_first=i % 2 == 1, daemon=daemon)
         rounds.append(r)
         problems += [f"round {i}: {p}" for p in r.problems]
         baselines.append(spawn_baseline(n))
@@ -1006,7 +1086,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"apply {r.apply.wall:.2f}s, "
             f"exec process {r.exec.wall:.2f}s ({rate(n, r.exec.wall):.0f} runs/s), span "
             f"{r.exec_span:.2f}s ({rate(n, r.exec_span):.0f} runs/s), "
-            f"fixed {r.idle.wall:.2f}s, RSS "
+            f"fixed {r.idle.wall:.2f}s, "
+            + (
+                f"daemon --once {r.daemon.wall:.2f}s ({rate(n, r.daemon.wall):.0f} runs/s), "
+                if r.daemon
+                else ""
+            )
+            + f"RSS "
             f"{r.exec.rss_kb / 1024:.0f}/{r.e2e.rss_kb / 1024:.0f} MiB, baseline "
             f"{baselines[-1]:.2f}s; {r.exec.load}",
             flush=True,
@@ -1039,19 +1125,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         imports = import_times(template, args.timeout)
         comp_text = components_table(components(template, COMPONENT_COUNT), COMPONENT_COUNT)
 
+    label = headline(rounds[0])[1] if rounds else "exec process"
+    head_rates = [rate(n, headline(r)[0].wall) for r in rounds]
     exec_rates = [rate(n, r.exec.wall) for r in rounds]
     e2e_rates = [rate(n, r.e2e.wall) for r in rounds]
     alone_rates = [rate(n, r.exec.wall - r.idle.wall) for r in rounds]
     ratios = [
-        rate(n, r.exec.wall) / a.hosts_per_s for r, a in zip(rounds, ansible_runs, strict=False)
+        rate(n, headline(r)[0].wall) / a.hosts_per_s
+        for r, a in zip(rounds, ansible_runs, strict=False)
     ]
-    ok_runs = min(exec_rates) >= RUNS_TARGET
+    ok_runs = bool(head_rates) and min(head_rates) >= RUNS_TARGET
     ok_ratio = bool(ratios) and min(ratios) >= RATIO_TARGET
     summary = (
-        f"runs/s (exec process): {', '.join(fmt_rate(x) for x in exec_rates)} "
+        f"runs/s, {label}: {', '.join(fmt_rate(x) for x in head_rates)} "
         f"(target >= {RUNS_TARGET:.0f}: {'met' if ok_runs else 'NOT met'}); "
-        f"end to end: {', '.join(fmt_rate(x) for x in e2e_rates)}; execution alone (exec "
-        f"process minus fixed costs): {', '.join(fmt_rate(x) for x in alone_rates)}"
+        f"`apply --wait` after `apply`: {', '.join(fmt_rate(x) for x in exec_rates)}; "
+        f"end to end: {', '.join(fmt_rate(x) for x in e2e_rates)}; execution alone (that "
+        f"process minus the fixed costs): {', '.join(fmt_rate(x) for x in alone_rates)}"
     )
     if ratios:
         summary += (
@@ -1069,15 +1159,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:
         when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         problem_text = "".join(f"\n- problem: {p}" for p in problems)
+        version_at_end = code_version()
+        code_line = (
+            version_at_start
+            if version_at_end == version_at_start
+            else f"{version_at_start} at the start, {version_at_end} at the end"
+        )
         section = f"""## execute
 
 Generated by `bench/bench_execute.py`; do not edit the tables by hand (notes go in the keep
 block below). One job (`{JOB_NAME}`: one step `true`, one group over all nodes, batch 100%,
 success 100%) over {n} `transport: local` nodes n0000..n{n - 1:04d}, in fresh copies of a git
-repo. "e2e" is `courier apply --wait` in a fresh repo; "exec process" is `courier apply --wait`
-run after a plain `courier apply` (a no-op plan, then the execution: there is no execute-only
-command yet), and "fixed" is `apply --wait` once more in that repo (nothing to apply, nothing
-due: start-up, state, inventory, plan). Odd rounds run e2e first, even rounds the other
+repo. "e2e" is `courier apply --wait` in a fresh repo; "execute-only" is `courier daemon --once`
+after a plain `courier apply` (the runs/s target is judged on it); "exec process" is
+`courier apply --wait` after a plain `courier apply` (a no-op plan, then the execution), and
+"fixed" is `apply --wait` once more in that repo (nothing to apply, nothing due: start-up,
+state, inventory, plan). Odd rounds run e2e first, even rounds the other
 processes first; the disk is synced before each process, and repos are deleted only after the
 round. "executor span" is first dispatch to last recorded run, from the state. CPU is
 user + system of the process and its children (the `sh` steps included); peak RSS from GNU
@@ -1085,9 +1182,11 @@ user + system of the process and its children (the `sh` steps included); peak RS
 of the same hosts with `ansible_connection=local` and `ansible_python_interpreter` set to that
 venv's python, `ansible -i INVENTORY all -c local -m command -a true -f 32`.
 
-Machine: {machine()}; measured {when}. The machine is shared: the load average is in the tables,
-and the `sh -c true` baseline (spawned from 32 threads in the bench process, in the same round)
-shows how much process creation this machine gave at that moment.
+Machine: {machine()}; measured {when}.
+Code: {code_line}.
+The machine is shared: the load average is in the tables, and the `sh -c true` baseline
+(spawned from 32 threads in the bench process, in the same round) shows how much process
+creation this machine gave at that moment.
 
 {c_table}
 

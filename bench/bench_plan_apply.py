@@ -27,6 +27,7 @@ import contextlib
 import cProfile
 import datetime
 import io
+import json
 import os
 import platform
 import pstats
@@ -46,7 +47,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 BIN = Path(sys.executable).parent
-COURIER = str(BIN / "courier")
+COURIER = [str(BIN / "courier")]
+CODE = ROOT  # the tree whose `cli`, `reconciler` and `state` run; see --code
 SEED = 20261122
 SECTION = "## plan and apply"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -198,6 +200,16 @@ class Postgres:
 Sample = tuple[float, float]  # wall seconds, CPU seconds (user + system) of the process tree
 
 
+def use_code(tree: Path) -> None:
+    """Run the packages of another checkout (e.g. a copy from before a change), through the
+    console script's own two lines, so that both sides start the same way."""
+    global CODE
+    CODE = tree.resolve()
+    COURIER[:] = [sys.executable, "-c", "import sys; from cli.main import run; sys.exit(run())"]
+    os.environ["PYTHONPATH"] = str(CODE)
+    sys.path.insert(0, str(CODE))
+
+
 def run_timed(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], Sample]:
     """Run a command; its wall time and the CPU time of it and the children it waited for.
 
@@ -215,7 +227,7 @@ def run_timed(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[s
 
 def courier(repo: Path, state: str, *args: str, expect: int = 0, want: str = "") -> Sample:
     """Run the CLI once and time it. Fails loudly on a wrong exit code or output."""
-    argv = [COURIER, "--repo", str(repo), "--state", state, *args]
+    argv = [*COURIER, "--repo", str(repo), "--state", state, *args]
     proc, took = run_timed(argv, repo)
     if proc.returncode != expect or want not in proc.stdout:
         raise SystemExit(
@@ -238,10 +250,10 @@ def times(
 
 def startup(repeat: int) -> tuple[list[Sample], list[tuple[str, float]]]:
     """`courier --version` times, and the slowest imports of `cli.main` (cumulative)."""
-    version = [run_timed([COURIER, "--version"], ROOT)[1] for _ in range(repeat)]
+    version = [run_timed([*COURIER, "--version"], CODE)[1] for _ in range(repeat)]
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import cli.main"],
-        cwd=ROOT,
+        cwd=CODE,
         capture_output=True,
         text=True,
         check=True,
@@ -281,7 +293,7 @@ def profile_plan(repo: Path, state: str, top: int = 25) -> tuple[str, dict[str, 
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(top)
     text = re.sub(r"/[^ ]*/site-packages/", "", out.getvalue())
-    text = text.replace(str(ROOT) + "/", "")
+    text = text.replace(str(CODE) + "/", "")
 
     stages: dict[str, float] = {}
     wanted = {
@@ -341,16 +353,21 @@ def row(
     }
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| what | best (s) | median (s) | CPU, best (s) | runs | target (on best) / note |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
+def table(rows: list[dict[str, Any]], before: dict[str, dict[str, Any]] | None = None) -> str:
+    head = "| what | best (s) | median (s) | CPU, best (s) | runs |"
+    rule = "|---|---:|---:|---:|---:|"
+    if before is not None:
+        head += " before: best / CPU (s) |"
+        rule += "---:|"
+    lines = [head + " target (on best) / note |", rule + "---|"]
     for r in rows:
-        lines.append(
-            f"| {r['what']} | {r['best']:.3f} | {r['median']:.3f} | {r['cpu']:.3f} "
-            f"| {r['runs']} | {r['note']} |"
+        line = (
+            f"| {r['what']} | {r['best']:.3f} | {r['median']:.3f} | {r['cpu']:.3f} | {r['runs']} |"
         )
+        if before is not None:
+            old = before.get(r["what"])
+            line += f" {old['best']:.3f} / {old['cpu']:.3f} |" if old else " |"
+        lines.append(f"{line} {r['note']} |")
     return "\n".join(lines)
 
 
@@ -499,9 +516,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     parser.add_argument("--label", default="", help="a note for the section heading")
     parser.add_argument(
+        "--code", type=Path, help="run the packages of this checkout instead (implies --no-write)"
+    )
+    parser.add_argument("--save", type=Path, help="also write the rows as JSON to this file")
+    parser.add_argument(
+        "--before", type=Path, help="rows saved (--save) from before a change: shown alongside"
+    )
+    parser.add_argument(
         "--raw-schedules", action="store_true", help="keep the endless exception rule (slow!)"
     )
     args = parser.parse_args(argv)
+    if args.code:
+        use_code(args.code)
+        args.no_write = True
 
     facts = machine()
     print(facts, flush=True)
@@ -532,7 +559,12 @@ def main(argv: list[str] | None = None) -> int:
                 pg.drop()
     version, imports = startup(args.repeat + 2)
     rows.append(row("`courier --version` (start-up)", version))
-    print(table(rows))
+    before = None
+    if args.before:
+        before = {r["what"]: r for r in json.loads(args.before.read_text())["rows"]}
+    if args.save:
+        args.save.write_text(json.dumps({"machine": facts, "rows": rows, "stages": stages}))
+    print(table(rows, before))
     print("\nno-op plan in-process (cumulative s):", stages)
     print(profile_text)
     if args.no_write:
@@ -552,20 +584,30 @@ def main(argv: list[str] | None = None) -> int:
             "runs after skipping 100,000 occurrences, ~130 s per job on this machine, which "
             "would make apply take hours (see the docstring of `UNBOUNDED`)."
         )
+    before_note = ""
+    if before is not None:
+        then = json.loads(args.before.read_text())["machine"]
+        before_note = (
+            f"\nThe before column is the same benchmark run on {then['date']} (load average "
+            f"{then['load']}) against a copy of the tree with the code before the plan/apply "
+            "work of this section (`--code DIR --save FILE`, then `--before FILE`).\n"
+        )
     section = f"""{SECTION}
 
 `bench/bench_plan_apply.py --files {args.files} --repeat {args.repeat}` on {facts["date"]}{label}:
 {facts["nproc"]} CPUs ({facts["cpu"]}), Python {facts["python"]}, {facts["platform"]}; load
-average at the start {facts["load"]} (the machine is shared, so take the best column). The whole
-CLI as subprocesses, not pinned; a temp git repository of generated job files (one commit) with a
-`nodes.yaml` of 16 nodes and 8 saved filters and lists. Each (a) run starts from a fresh SQLite
+average at the start {facts["load"]}: the machine is shared, so compare the best column and the
+CPU column (user + system time of the process and the git processes it waits for; PostgreSQL's
+server work shows only in the wall times). The whole CLI as subprocesses, not pinned; a temp
+git repository of generated job files (one commit) with a `nodes.yaml` of 16 nodes and 8 saved
+filters and lists. Each (a) run starts from a fresh SQLite
 file (schema migration included), each (b) run from a freshly created PostgreSQL database; (d)
 edits descriptions in the work tree (plans as updates, no field of what runs); (e) writes only
 the journal row. Plans run `plan --detailed-exitcode` and check its exit code.
 
 {bounded_note}
-
-{table(rows)}
+{before_note}
+{table(rows, before)}
 
 The in-process no-op plan over the JSON repository on SQLite (imports warm), cumulative seconds
 of its stages under cProfile (profiling roughly doubles Python-heavy parts):

@@ -8,8 +8,8 @@ same name adopts them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import FrozenInstanceError, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import FrozenInstanceError, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -86,6 +86,9 @@ class Desired:
     def __delattr__(self, key: str) -> None:
         raise FrozenInstanceError(f"cannot delete field {key!r}")
 
+    def __reduce__(self) -> tuple[type[Desired], tuple[Any, ...]]:  # copy, deepcopy, pickle
+        return (self.__class__, (self.name, self.path, self.spec, self.hash, self.blob_id))
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
@@ -161,8 +164,19 @@ class Plan:
         }
 
 
-def make_plan(desired: list[Desired], stored: StoredState) -> Plan:
-    """Compare desired jobs (by name) with the stored ones."""
+SpecsOf = Callable[[Iterable[str]], dict[str, dict[str, Any]]]
+"""Job ids -> the current canonical spec of each (a `StateStore.specs`)."""
+
+
+def make_plan(desired: list[Desired], stored: StoredState, specs: SpecsOf | None = None) -> Plan:
+    """Compare desired jobs (by name) with the stored ones.
+
+    With `specs`, `stored` may have been read without its specs (`spec == {}`): only jobs whose
+    hash differs from their file's are compared field by field, and their specs are asked of
+    `specs` in one call, so a plan over 10,000 unchanged jobs parses none of them.
+    """
+    if specs is not None:
+        stored = _with_specs_to_diff(desired, stored, specs)
     changes: list[Change] = []
     wanted = {d.name: d for d in desired}
     for d in sorted(desired, key=lambda d: d.name):
@@ -234,3 +248,18 @@ def _change_for(d: Desired, job: StoredJob | None) -> Change:
         desired=d,
         note=note,
     )
+
+
+def _with_specs_to_diff(desired: list[Desired], stored: StoredState, specs: SpecsOf) -> StoredState:
+    differ = {
+        job.id: job
+        for d in desired
+        if (job := stored.jobs.get(d.name)) is not None and job.hash != d.hash and not job.spec
+    }
+    if not differ:
+        return stored
+    found = specs(differ)
+    jobs = dict(stored.jobs)
+    for job_id, job in differ.items():
+        jobs[job.name] = replace(job, spec=found.get(job_id, job.spec))
+    return StoredState(jobs, stored.serial)

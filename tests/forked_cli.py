@@ -61,7 +61,9 @@ def _run(request: dict[str, Any], tmp: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    import cli.main  # noqa: F401  (warm: the children inherit every imported module)
+    import cli.main  # (warm: the children inherit every imported module)
+
+    cli.main.load_all_commands()  # the CLI imports a command's module only when it runs
 
     with tempfile.TemporaryDirectory() as tmp:
         for line in sys.stdin:

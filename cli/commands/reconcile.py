@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,27 +88,6 @@ def _spec_of(store: SqlStateStore) -> Callable[[StoredJob], dict[str, Any]]:
     return spec_of
 
 
-def _with_specs_to_diff(
-    store: SqlStateStore, stored: StoredState, desired: list[Desired]
-) -> StoredState:
-    """`stored` (read without specs) with the specs of the jobs whose hash differs from their
-    file's: the only ones `make_plan` compares field by field. One query for them all."""
-    differ = {
-        job.id: job
-        for d in desired
-        if (job := stored.jobs.get(d.name)) is not None and job.hash != d.hash and not job.spec
-    }
-    if not differ:
-        return stored
-    # Another transaction than the read: if an apply committed in between, the fields shown
-    # are against its version, and the plan is stale anyway (its serial is the read's).
-    specs = store.specs(differ)
-    jobs = dict(stored.jobs)
-    for job_id, job in differ.items():
-        jobs[job.name] = replace(job, spec=specs.get(job_id, job.spec))
-    return StoredState(jobs, stored.serial)
-
-
 def plan(
     ctx: typer.Context,
     out: Path | None = typer.Option(None, "--out", help="Save the plan to FILE for `apply`."),
@@ -125,7 +103,10 @@ def plan(
     """Show what `apply` would change: jobs to create, update, cancel, and drift."""
     store = open_store(options(ctx))
     desired, stored, commit = _desired(ctx, store, ref, with_specs=out is not None)
-    the_plan = make_plan(desired, _with_specs_to_diff(store, stored, desired))
+    # Specs of jobs whose file changed come in a second read transaction: if an apply
+    # committed in between, their fields show against its version, and the plan is stale
+    # anyway (its serial is the first read's, so `apply PLANFILE` refuses it).
+    the_plan = make_plan(desired, stored, store.specs)
     fmt = output_format(ctx, output)
     if fmt == "json":
         print_json(the_plan.to_json())

@@ -10,6 +10,8 @@ without specs (`read(with_specs=False)`) and the spec is fetched only if somethi
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -42,9 +44,18 @@ SpecOf = Callable[[StoredJob], dict[str, Any]]
 def desired_from_worktree(
     paths: list[Path], repo: Path, known: Iterable[StoredJob] = (), spec_of: SpecOf | None = None
 ) -> tuple[list[Desired], LoadResult]:
+    known = list(known)
+    index = _GitIndex.start(repo, paths) if any(j.blob_id for j in known) else None
     sources, problems = discover(paths, repo)
+    from_index = index.blob_ids() if index is not None else {}
     candidates: list[Candidate] = []
     for source in sources:
+        blob_id = from_index.get(source.display)
+        if blob_id is not None:  # read only if it must be parsed (its job has another blob)
+            candidates.append(
+                Candidate(source.display, source.format, blob_id, source.path.read_bytes)
+            )
+            continue
         try:
             data = source.path.read_bytes()
         except OSError as exc:
@@ -54,6 +65,72 @@ def desired_from_worktree(
             Candidate(source.display, source.format, git_blob_id(data), _constant(data))
         )
     return _desired(candidates, known, problems, spec_of)
+
+
+class _GitIndex:
+    """The blob ids git already knows for work-tree files (DESIGN.md §8), asked of two `git`
+    processes that run while `discover` walks the folders.
+
+    `git ls-files -s -v` lists the index's blob id of every tracked file and `git diff-files`
+    names those whose work-tree copy differs from the index (by git's stat check, which reads a
+    racily clean file again), so every other regular tracked file has the index's blob id and
+    need not be read: 10,000 files cost ~0.15 s less. Whatever git does not vouch for is read
+    and hashed as before: untracked, modified, unmerged, assume-unchanged or skip-worktree
+    entries, symlinks, or everything when git is missing or fails.
+    """
+
+    def __init__(self, listing: subprocess.Popen[bytes], changed: subprocess.Popen[bytes]) -> None:
+        self._listing = listing
+        self._changed = changed
+
+    @classmethod
+    def start(cls, repo: Path, paths: list[Path]) -> _GitIndex | None:
+        if not any((p / ".git").exists() for p in (repo, *repo.parents)):
+            return None
+        pathspecs = ["--", *(str(p) for p in paths)]
+        started: list[subprocess.Popen[bytes]] = []
+        try:
+            for args in (
+                ["ls-files", "-s", "-v", "-z"],
+                ["diff-files", "--relative", "--name-only", "-z"],
+            ):
+                started.append(
+                    subprocess.Popen(
+                        ["git", "-C", str(repo), *args, *pathspecs],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+        except OSError:  # no git
+            for proc in started:
+                proc.kill()
+                proc.communicate()
+            return None
+        return cls(*started)
+
+    def blob_ids(self) -> dict[str, str]:
+        """Display path (relative to the repo) -> blob id, for files git vouches for."""
+        listing, _ = self._listing.communicate()
+        changed, _ = self._changed.communicate()
+        if self._listing.returncode or self._changed.returncode:
+            return {}
+        modified = set(changed.split(b"\0"))
+        found: dict[str, str] = {}
+        for entry in listing.split(b"\0"):
+            # "H 100644 <blob id> 0\t<path>": tag H = tracked, neither assume-unchanged nor
+            # skip-worktree; a regular file; stage 0 = not in a merge conflict
+            meta, _, path = entry.partition(b"\t")
+            parts = meta.split(b" ")
+            if (
+                len(parts) == 4
+                and parts[0] == b"H"
+                and parts[1] in (b"100644", b"100755")
+                and parts[3] == b"0"
+                and path not in modified
+            ):
+                found[os.fsdecode(path)] = parts[2].decode("ascii")
+        return found
 
 
 def desired_from_git(
@@ -138,8 +215,13 @@ def _desired(
             )
     with bulk_allocation():  # a first apply parses thousands of files: keep the GC out of it
         for c in changed:
+            try:
+                data = c.read()
+            except OSError as exc:
+                problems.append(Problem(c.display, 1, 1, "", f"cannot read: {exc}"))
+                continue
             blobs[c.display] = c.blob_id
-            _load_one(c.display, c.format, c.read(), result)
+            _load_one(c.display, c.format, data, result)
     parsed = [Desired(j.name, j.path, j.spec, j.hash, blobs.get(j.path)) for j in result.jobs]
     desired = sorted(reused + parsed, key=lambda d: d.path)
     _check_names(desired, result)

@@ -208,9 +208,15 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
     assert {r.node_id: r.status for r in runs} == dict.fromkeys(NODES, RunStatus.SUCCESS), context
     assert instance.status is InstanceStatus.SUCCESS
     assert done.returncode == 0, context
+    recorded: dict[str, list[tuple[Any, Any]]] = {}
     for run in runs:
         [step] = store.steps(run.id)
         assert (step.status, step.num_attempts) == (StepStatus.SUCCESS, 1)
+        spans = [(a.started_at, a.ended_at) for a in step.attempts]
+        recorded.setdefault(run.node_id, []).extend(spans)
+    for spans in recorded.values():  # in the state too, no node ran two attempts at once
+        spans.sort()
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
 
     for node in NODES:
         lines = steps_log(git_repo, node)

@@ -370,7 +370,9 @@ BOTH = [crit("success", "number", 2), crit("failure", "number", 1)]
         pytest.param(BOTH, {S: 3, F: 1}, 4, MET, id="both-met"),
         pytest.param(BOTH, {S: 1, F: 2}, 4, FAILED, id="both-failure-breaks"),
         pytest.param([], {S: 3}, 4, PENDING, id="no-criteria-running"),
-        pytest.param([], {S: 2, F: 2}, 4, MET, id="no-criteria-all-finished"),
+        # no criteria means every run must succeed (a failed run is not a success by default)
+        pytest.param([], {S: 2, F: 2}, 4, FAILED, id="no-criteria-a-run-failed"),
+        pytest.param([], {S: 4}, 4, MET, id="no-criteria-all-succeeded"),
         pytest.param([], {}, 0, MET, id="no-criteria-no-runs"),
         pytest.param([crit("success", "percent", 0)], {}, 4, MET, id="zero-threshold"),
         pytest.param(SUCCESS_3, {}, 0, FAILED, id="empty-group-cannot-succeed"),
