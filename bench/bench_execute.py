@@ -889,7 +889,8 @@ def courier_table(rounds: list[CourierRound], baselines: list[float], n: int) ->
 def ansible_table(runs: list[AnsibleRun], rounds: list[CourierRound], n: int) -> str:
     lines = [
         "| round | hosts run | wall | CPU | peak RSS (one process) | hosts/s | courier/ansible "
-        f"({headline(rounds[0])[1] if rounds else '-'}) | courier/ansible (e2e) | load after |",
+        f"({headline(rounds[0])[1].split(' (')[0] if rounds else '-'}) "
+        "| courier/ansible (e2e) | load after |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, (a, r) in enumerate(zip(runs, rounds, strict=False), 1):
@@ -1110,8 +1111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 problems.append(f"round {i}: ansible: {a.problem}")
             print(
                 f"  {a.hosts} hosts in {a.proc.wall:.1f}s: {a.hosts_per_s:.1f} hosts/s, RSS "
-                f"{a.proc.rss_kb / 1024:.0f} MiB, ratio (exec process) "
-                f"{rate(n, r.exec.wall) / a.hosts_per_s:.0f}x; {a.proc.load}"
+                f"{a.proc.rss_kb / 1024:.0f} MiB, ratio ({headline(r)[1]}) "
+                f"{rate(n, headline(r)[0].wall) / a.hosts_per_s:.0f}x; {a.proc.load}"
                 + (f"; PROBLEM: {a.problem}" if a.problem else ""),
                 flush=True,
             )
