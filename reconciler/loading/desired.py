@@ -46,8 +46,10 @@ def desired_from_worktree(
 ) -> tuple[list[Desired], LoadResult]:
     known = list(known)
     index = _GitIndex.start(repo, paths) if any(j.blob_id for j in known) else None
-    sources, problems = discover(paths, repo)
-    from_index = index.blob_ids() if index is not None else {}
+    try:
+        sources, problems = discover(paths, repo)
+    finally:  # collect the git processes whatever happens
+        from_index = index.blob_ids() if index is not None else {}
     candidates: list[Candidate] = []
     for source in sources:
         blob_id = from_index.get(source.display)

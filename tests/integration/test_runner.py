@@ -107,7 +107,18 @@ class Runners:
         return "".join(f"--- {log.name}\n{log.read_text()}" for _, _, log in self.procs)
 
     def stop_all(self) -> dict[int, int | None]:
-        """SIGTERM every live runner and wait; returns their exit codes by pid."""
+        """SIGTERM every live runner once it is in its loop (a process still importing has no
+        handler yet) and wait; returns their exit codes by pid."""
+        wait_for(
+            lambda: all(
+                "enrolled node" in log.read_text()
+                for _, proc, log in self.procs
+                if proc.poll() is None
+            ),
+            60,
+            "every runner to be up",
+            self.all_logs,
+        )
         for _, proc, _ in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -199,7 +210,7 @@ def test_twenty_runners_with_kills_and_a_shared_node_run_each_step_once(
     killed_pids = {victim.pid for victim in victims}
     assert {pid: code for pid, code in codes.items() if pid not in killed_pids} == {
         pid: 0 for pid in codes if pid not in killed_pids
-    }, context  # SIGTERM: a clean exit
+    }, f"{codes}\n{context}"  # SIGTERM: a clean exit
 
     [instance] = store.instances()
     assert instance.status in (InstanceStatus.SUCCESS, InstanceStatus.FAILURE), context
